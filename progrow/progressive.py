@@ -59,8 +59,9 @@ class _GrowthWrapper(nn.Module):
                 f"{res // 2} (resolutions {self.resolutions}); the first stage is stable only"
             )
         self._resolution = res
-        self.alpha.fill_(state.alpha)
-        self._alpha_value = state.alpha
+        if state.alpha != self._alpha_value:
+            self.alpha.fill_(state.alpha)
+            self._alpha_value = state.alpha
 
     def _resolve(self, state: Optional[GrowthState]) -> tuple[int, bool]:
         if state is not None:
@@ -123,7 +124,7 @@ class ProgressiveGenerator(_GrowthWrapper):
         image = self.to_rgb[str(res)](h)
         if prev is not None:
             old = upsample2x(self.to_rgb[str(prev)](h_prev))
-            image = fade(old, image, self.alpha)
+            image = fade(old, image, self.alpha.clone())  # a copy: autograd keeps it, set_state may refill alpha
         return image
 
 
@@ -173,7 +174,7 @@ class ProgressiveDiscriminator(_GrowthWrapper):
         if fading:
             h = self.net.block(res)(h)
             res //= 2
-            h = fade(self.from_rgb[str(res)](downsample2x(x)), h, self.alpha)
+            h = fade(self.from_rgb[str(res)](downsample2x(x)), h, self.alpha.clone())  # see ProgressiveGenerator
         lowest = self.resolutions[0]
         while res > lowest:
             h = self.net.block(res)(h)
