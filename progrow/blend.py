@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from progrow.state import is_power_of_two
+
 if TYPE_CHECKING:
     from progrow.state import GrowthState
 
@@ -61,6 +63,8 @@ def resize_to(x: Tensor, resolution: int) -> Tensor:
     Downscaling is a box filter (the mean of each block, the same as repeated 2×2 averaging up to float
     rounding); upscaling copies pixels (nearest neighbour).
     """
+    if not is_power_of_two(resolution):
+        raise ValueError(f"resize_to: expected a power-of-two resolution, got {resolution!r}")
     size = x.shape[-1]
     if x.shape[-2] != size:
         raise ValueError(f"resize_to: expected square images, got {tuple(x.shape[-2:])}")

@@ -26,6 +26,11 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
+def _check_positive_float(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+
+
 class EqualizedConv2d(nn.Module):
     """Conv2d with equalized learning rate: `[N, C_in, H, W] -> [N, C_out, H', W']`.
 
@@ -49,6 +54,7 @@ class EqualizedConv2d(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size)):
             _check_positive_int(f"EqualizedConv2d.{name}", value)
+        _check_positive_float("EqualizedConv2d.lr_multiplier", lr_multiplier)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -88,6 +94,7 @@ class EqualizedLinear(nn.Module):
         super().__init__()
         _check_positive_int("EqualizedLinear.in_features", in_features)
         _check_positive_int("EqualizedLinear.out_features", out_features)
+        _check_positive_float("EqualizedLinear.lr_multiplier", lr_multiplier)
         self.in_features = in_features
         self.out_features = out_features
         self.gain = gain
