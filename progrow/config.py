@@ -38,6 +38,7 @@ class ScheduleConfig:
     total_kimg: Optional[float] = None  # end of training; None = end of the final stable phase
     reset_optimizers: ResetPolicy = "never"  # clear optimizer state: never, at each new stage, or each new phase
     align_batches: bool = True  # shorten a phase's last minibatch so the phase ends at its exact image count
+    batch_multiple: int = 1  # every minibatch, shortened ones too, is a multiple of this (e.g. the number of ranks)
 
     def __post_init__(self) -> None:
         for name in _PER_RES_FIELDS:  # accept JSON-style string keys; store plain dicts with int keys
@@ -154,6 +155,13 @@ class ScheduleConfig:
                 problems.append(f"{name}: expected a finite number ≥ 0 (kimg), got {getattr(self, name)!r}")
         if not _is_positive_int(self.batch_size):
             problems.append(f"batch_size: expected a positive int, got {self.batch_size!r}")
+        if not _is_positive_int(self.batch_multiple):
+            problems.append(f"batch_multiple: expected a positive int, got {self.batch_multiple!r}")
+        else:
+            m = self.batch_multiple
+            for where, value in (("batch_size", self.batch_size), *((f"batch_size_per_res[{r}]", v) for r, v in self.batch_size_per_res.items())):
+                if _is_positive_int(value) and value % m:
+                    problems.append(f"{where}: expected a multiple of batch_multiple ({m}), got {value}")
         if not _is_positive_number(self.lr):
             problems.append(f"lr: expected a finite number > 0, got {self.lr!r}")
         if self.total_kimg is not None and not _is_nonneg_number(self.total_kimg):

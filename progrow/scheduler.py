@@ -62,8 +62,9 @@ class ProgressiveScheduler:
         batch_size = cfg.batch_size_at(span.resolution)
         if cfg.align_batches:
             boundary = span.end_nimg if span.end_nimg is not None else self.total_nimg
-            if nimg < boundary:
-                batch_size = min(batch_size, boundary - nimg)
+            if nimg < boundary < nimg + batch_size:
+                m = cfg.batch_multiple  # remainders below a multiple overshoot the boundary by < m images
+                batch_size = max(m, (boundary - nimg) // m * m)
         return GrowthState(
             resolution=span.resolution,
             alpha=alpha,

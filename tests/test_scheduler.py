@@ -89,6 +89,21 @@ def test_batches_are_shortened_only_at_phase_ends():
     assert unaligned.state_at(994).batch_size == 7
 
 
+def test_batch_multiple_keeps_every_batch_divisible():
+    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=8, fade_kimg=1.003, stable_kimg=1.0, batch_size=8,
+                            batch_size_per_res={8: 4}, batch_multiple=4)
+    sched = pg.ProgressiveScheduler(cfg)
+    sizes, visited = [], []
+    while not sched.done:
+        sizes.append(sched.state.batch_size)
+        visited.append(sched.advance().nimg)
+    assert all(b % 4 == 0 for b in sizes)
+    assert 1000 in visited  # 1000 is a multiple of 4: landed exactly
+    assert 2004 in visited and 2003 not in visited  # 1003 images of fade: overshoots by 1 < batch_multiple
+    with pytest.raises(ValueError, match=r"batch_size_per_res\[8\]: expected a multiple of batch_multiple \(4\), got 6"):
+        cfg.replace(batch_size_per_res={8: 6})
+
+
 def test_schedule_layout_and_totals():
     cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=2.0, stable_kimg=1.0,
                             stable_kimg_per_res={8: 3.0}, total_kimg=20.0)
@@ -232,7 +247,7 @@ def test_all_problems_are_reported_together():
 def test_unknown_json_key_is_refused():
     data = pg.ScheduleConfig().to_dict()
     data["fade_kimgs"] = 3
-    with pytest.raises(ValueError, match=r"unknown key\(s\) 'fade_kimgs'; allowed: align_batches, batch_size"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'fade_kimgs'; allowed: align_batches, batch_multiple, batch_size"):
         pg.ScheduleConfig.from_dict(data)
     with pytest.raises(ValueError, match="not valid JSON"):
         pg.ScheduleConfig.from_json("{nope")
