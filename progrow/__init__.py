@@ -5,6 +5,7 @@ The public API is listed here once; everything else is internal.
 
 from progrow.blend import downsample2x, fade, fade_reals, resize_to, upsample2x
 from progrow.config import SCHEDULE_PRESETS, ResetPolicy, ScheduleConfig
+from progrow.data import DataError, ImageSampler, MultiResDataset, SyntheticShapes, build_cache, to_float
 from progrow.ema import EMA
 from progrow.layers import EqualizedConv2d, EqualizedLinear, FromRGB, MinibatchStdDev, PixelNorm, ToRGB
 from progrow.losses import (
@@ -76,6 +77,13 @@ __all__ = [
     "lsgan_g_loss",
     "logistic_d_loss",
     "logistic_g_loss",
+    # data pipeline (more in progrow.data)
+    "build_cache",
+    "MultiResDataset",
+    "ImageSampler",
+    "to_float",
+    "SyntheticShapes",
+    "DataError",
     # training helpers
     "EMA",
     "set_lr",

@@ -59,7 +59,7 @@ def gradient_penalty(d: Critic, reals: Tensor, fakes: Tensor, *, target: float =
     division by `target²` follows the official ProGAN code and is 1 for the default target).
     """
     u = torch.rand(reals.shape[0], *([1] * (reals.dim() - 1)), device=reals.device, dtype=reals.dtype)
-    mixed = torch.lerp(reals.detach(), fakes.detach(), u)
+    mixed = torch.lerp(reals.detach(), fakes.detach().to(reals.dtype), u)  # fakes may be bf16/fp16 under autocast
     grad = _input_gradient(d, mixed)
     norms = grad.flatten(1).float().norm(dim=1)
     return (norms - target).square() / (target * target)

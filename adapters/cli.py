@@ -1,0 +1,58 @@
+"""`progrow` on the command line: `progrow dataset | train | generate | interpolate …`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional, Sequence
+
+__all__ = ["main"]
+
+
+def _dataset(argv: Sequence[str]) -> int:
+    from progrow.data.cli import main as run
+
+    return run(list(argv))
+
+
+def _train(argv: Sequence[str]) -> int:
+    from progrow.adapters.progan.train import main as run
+
+    return run(list(argv))
+
+
+def _generate(argv: Sequence[str]) -> int:
+    from progrow.adapters.progan.generate import generate_main
+
+    return generate_main(list(argv))
+
+
+def _interpolate(argv: Sequence[str]) -> int:
+    from progrow.adapters.progan.generate import interpolate_main
+
+    return interpolate_main(list(argv))
+
+
+COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "dataset": (_dataset, "build a multi-resolution dataset cache from images, a zip, or the synthetic set"),
+    "train": (_train, "train the reference ProGAN (same options as python -m progrow.adapters.progan.train)"),
+    "generate": (_generate, "write images from a trained generator"),
+    "interpolate": (_interpolate, "a latent interpolation strip and GIF"),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = ["usage: progrow COMMAND [options]   (progrow COMMAND --help for its options)", "", "commands:"]
+        lines += [f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()]
+        print("\n".join(lines), file=sys.stdout if not argv or argv[0] in ("-h", "--help") else sys.stderr)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    run, _ = COMMANDS[argv[0]]
+    return run(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

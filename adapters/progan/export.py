@@ -1,0 +1,82 @@
+"""G_ema export: weights in safetensors plus a JSON config that rebuilds the generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+import progrow as pg
+from progrow.adapters.progan.networks import ProGANGenerator
+from progrow.adapters.progan.presets import ProGANPreset
+
+__all__ = ["export_generator", "load_generator", "generator_from_checkpoint"]
+
+EXPORT_FORMAT = "progrow.progan.generator/1"
+
+
+def export_generator(G: pg.ProgressiveGenerator, stem: Union[str, Path], *, preset: ProGANPreset, num_classes: int,
+                     img_channels: int, state: pg.GrowthState) -> tuple[Path, Path]:
+    """Write `<stem>.safetensors` (the weights) and `<stem>.json` (what rebuilds the network, and the state it runs at)."""
+    from safetensors.torch import save_file
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format": EXPORT_FORMAT,
+        "architecture": generator_kwargs(preset, num_classes),
+        "img_channels": img_channels,
+        "state": {"resolution": state.resolution, "alpha": state.alpha},
+        "preset": preset.to_dict(),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in G.state_dict().items()}
+    weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    save_file(tensors, str(weights), metadata={"format": EXPORT_FORMAT})
+    meta.write_text(json.dumps(config, indent=2))
+    return weights, meta
+
+
+def generator_kwargs(preset: ProGANPreset, num_classes: int) -> dict[str, Any]:
+    """Keyword arguments of `ProGANGenerator` for a preset."""
+    return {"resolution": preset.resolution, "latent_dim": preset.latent_dim, "num_classes": num_classes,
+            "fmap_base": preset.fmap_base, "fmap_max": preset.fmap_max}
+
+
+def load_generator(path: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
+    """Rebuild an exported generator from `<stem>.safetensors` (its `<stem>.json` beside it); returns (G, config).
+
+    The generator is bound to the growth state it was exported at, so `G(z)` works at once.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    weights = path.with_suffix(".safetensors")
+    meta = path.with_suffix(".json")
+    for f in (weights, meta):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: missing (an export is a .safetensors file with its .json beside it)")
+    config = json.loads(meta.read_text())
+    if config.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{meta}: format {config.get('format')!r}, expected {EXPORT_FORMAT!r}")
+    G = pg.ProgressiveGenerator(ProGANGenerator(**config["architecture"]), img_channels=config["img_channels"])
+    G.load_state_dict(load_file(str(weights)))
+    G.set_state(pg.GrowthState(config["state"]["resolution"], alpha=config["state"]["alpha"]))
+    return G.to(device).eval(), config
+
+
+def generator_from_checkpoint(path: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
+    """Rebuild G_ema from a training checkpoint, bound to the growth state the checkpoint was taken at."""
+    from progrow.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(path)
+    arch = payload.get("architecture")
+    if arch is None:
+        raise ValueError(f"{path}: not a ProGAN training checkpoint (no 'architecture' entry)")
+    G = pg.ProgressiveGenerator(ProGANGenerator(**arch["generator"]), img_channels=arch["img_channels"])
+    G.load_state_dict(payload["G_ema"]["module"])
+    nimg = int(payload["scheduler"]["nimg"])
+    config = pg.ScheduleConfig.from_dict(payload["scheduler"]["config"])
+    G.set_state(pg.ProgressiveScheduler(config).state_at(nimg))
+    return G.to(device).eval(), {"architecture": arch["generator"], "img_channels": arch["img_channels"], "nimg": nimg}

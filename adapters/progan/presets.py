@@ -1,0 +1,82 @@
+"""Training presets of the reference ProGAN: the paper's, the official code's, and a CPU demo."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Mapping
+
+from progrow import ScheduleConfig
+
+__all__ = ["ProGANPreset", "PRESETS", "get_preset"]
+
+LossName = Literal["wgan-gp", "lsgan", "logistic"]
+
+# The official code's tick lengths (kimg between progress reports / grids) per resolution.
+_OFFICIAL_TICKS = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 30, 1024: 20}
+
+
+@dataclass(frozen=True)
+class ProGANPreset:
+    """Everything a run needs besides data and hardware: networks, schedule, optimizer, loss, bookkeeping."""
+
+    name: str
+    resolution: int  # final resolution (the networks are built for it)
+    schedule: ScheduleConfig  # growth schedule: phase lengths, minibatch and lr per resolution
+    latent_dim: int = 512  # latent vector length (paper: 512)
+    fmap_base: int = 8192  # feature maps at resolution R: min(fmap_base / (R/2), fmap_max)
+    fmap_max: int = 512
+    mbstd_group_size: int = 4  # minibatch stddev group size (paper: 4)
+    adam_betas: tuple[float, float] = (0.0, 0.99)  # paper: β1 = 0, β2 = 0.99
+    adam_eps: float = 1e-8
+    loss: LossName = "wgan-gp"  # paper: WGAN-GP
+    gp_weight: float = 10.0  # WGAN-GP λ
+    drift_weight: float = 1e-3  # WGAN-GP drift ε
+    r1_gamma: float = 10.0  # used by the logistic loss only
+    ema_beta: float = 0.999  # generator EMA per step (paper: 0.999)
+    mirror: bool = True  # random horizontal flips of the reals
+    tick_kimg: Mapping[int, float] = field(default_factory=lambda: dict(_OFFICIAL_TICKS))  # kimg per tick
+    checkpoint_ticks: int = 10  # a checkpoint every N ticks (and at every stage end)
+    keep_checkpoints: int = 5  # checkpoints kept on disk
+    grid_size: int = 16  # images in the sample grid
+
+    def tick_kimg_at(self, resolution: int) -> float:
+        """Kimg between two ticks at `resolution`."""
+        return float(self.tick_kimg.get(resolution, min(self.tick_kimg.values(), default=20.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form (stored in checkpoints and exports)."""
+        d = asdict(self)
+        d["schedule"] = self.schedule.to_dict()
+        d["adam_betas"] = list(self.adam_betas)
+        d["tick_kimg"] = {str(k): v for k, v in sorted(self.tick_kimg.items())}
+        return d
+
+
+def _paper_1024() -> ProGANPreset:
+    return ProGANPreset(name="paper-1024", resolution=1024, schedule=ScheduleConfig.preset("paper"))
+
+
+def _official_1024() -> ProGANPreset:
+    return ProGANPreset(name="official-1024", resolution=1024, schedule=ScheduleConfig.preset("official"))
+
+
+def _cpu_demo() -> ProGANPreset:
+    schedule = ScheduleConfig(
+        start_resolution=4, final_resolution=32, fade_kimg=4.0, stable_kimg=4.0,
+        batch_size=16, lr=2e-3, reset_optimizers="stage",
+    )
+    return ProGANPreset(
+        name="cpu-demo", resolution=32, schedule=schedule, latent_dim=64, fmap_base=256, fmap_max=64,
+        ema_beta=0.99, tick_kimg={4: 2.0, 8: 2.0, 16: 2.0, 32: 2.0}, checkpoint_ticks=2, grid_size=16,
+    )
+
+
+PRESETS = {"paper-1024": _paper_1024, "official-1024": _official_1024, "cpu-demo": _cpu_demo}
+
+
+def get_preset(name: str) -> ProGANPreset:
+    """The preset called `name`; unknown names raise `ValueError` listing the available ones."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"--preset: unknown preset {name!r}; available: {', '.join(PRESETS)}") from None

@@ -1,0 +1,545 @@
+"""Train the reference ProGAN.
+
+    python -m progrow.adapters.progan.train --preset cpu-demo --out runs/demo          # CPU, minutes
+    torchrun --nproc_per_node 8 -m progrow.adapters.progan.train --preset paper-1024 \
+        --data /data/celeba-hq --out runs/celebahq --precision bf16                     # 8 GPUs
+
+A second invocation with the same `--out` resumes from its newest checkpoint. Files written to `--out`:
+`log.jsonl` (one line per tick), `grids/` (G_ema samples from fixed latents at every tick),
+`checkpoints/` (every N ticks and at every stage end), `config.json`, and at the end
+`generator.safetensors` + `generator.json` (the G_ema export).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+import progrow as pg
+from progrow.adapters.progan.distributed import DistInfo, all_reduce_grads, barrier, broadcast_module, init_distributed
+from progrow.adapters.progan.export import export_generator, generator_kwargs
+from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator
+from progrow.adapters.progan.presets import PRESETS, ProGANPreset, get_preset
+from progrow.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
+from progrow.data import DataError, ImageSampler, MultiResDataset, build_cache, to_float
+
+__all__ = ["main", "build_parser", "UsageError"]
+
+FORMAT = "progrow.progan/1"
+
+
+class UsageError(Exception):
+    """Bad command-line input, found before any model is built; printed without a traceback, exit code 2."""
+
+
+# ------------------------------------------------------------------------------------------- arguments
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m progrow.adapters.progan.train",
+        description="Train the reference ProGAN (Karras et al. 2018) with progressive growing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", default="cpu-demo", choices=sorted(PRESETS),
+                   help="networks + schedule: paper-1024 (800/800 kimg), official-1024 (600/600 kimg, official batch table), cpu-demo (32², minutes on a CPU)")
+    p.add_argument("--data", default="synthetic",
+                   help="'synthetic' (rendered by progrow; 'synthetic:SEED:N' to choose), an image folder, a StyleGAN2-ADA zip, or a cache made by `progrow dataset`")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<preset>); resuming happens from here")
+    p.add_argument("--kimg", type=float, default=None, help="stop after this many thousand images (default: the end of the preset's schedule)")
+    p.add_argument("--phase-kimg", type=float, default=None, help="override the length of every fade and stable phase, in kimg")
+    p.add_argument("--resume", default="auto",
+                   help="'auto' (newest valid checkpoint in --out, if any), 'none' (start over; refuses a non-empty --out), or a checkpoint path")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="autocast precision; auto = bf16 on CUDA, fp32 on CPU; fp16 uses a GradScaler")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on recent GPUs)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the generator (the discriminator stays eager: the gradient penalty needs double backward)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, latents and data order")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="random horizontal flips of the reals (default: the preset's)")
+    p.add_argument("--cond", action="store_true", help="class-conditional training with the dataset's labels (auxiliary classifier, as the official code)")
+    p.add_argument("--no-growing", action="store_true", help="train at the final resolution from the start (the paper's non-progressive baseline)")
+    p.add_argument("--checkpoint-ticks", type=int, default=None, help="a checkpoint every N ticks (default: the preset's)")
+    p.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept on disk (default: the preset's)")
+    p.add_argument("--tick-kimg", type=float, default=None, help="kimg between ticks (log line + grid); default: the preset's per-resolution table")
+    return p
+
+
+@dataclass
+class Options:
+    """The validated run description: the preset with command-line overrides applied."""
+
+    preset: ProGANPreset
+    out: Path
+    data: str
+    resume: str
+    device: torch.device
+    precision: str
+    channels_last: bool
+    compile: bool
+    seed: int
+    cond: bool
+    no_growing: bool
+    dist: DistInfo = field(default_factory=DistInfo)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a checkpoint to be resumed by this run (bookkeeping and `--kimg` may change)."""
+        preset = self.preset.to_dict()
+        preset["schedule"].pop("total_kimg")
+        for bookkeeping in ("tick_kimg", "checkpoint_ticks", "keep_checkpoints", "grid_size"):
+            preset.pop(bookkeeping)
+        return {"preset": preset, "cond": self.cond, "no_growing": self.no_growing}
+
+
+def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
+    """Apply the command line to the preset and validate it all; raises `UsageError`."""
+    preset = get_preset(args.preset)
+    schedule = preset.schedule
+    changes: dict[str, Any] = {}
+    if args.phase_kimg is not None:
+        if not args.phase_kimg > 0:
+            raise UsageError(f"--phase-kimg: expected a number > 0, got {args.phase_kimg}")
+        changes.update(fade_kimg=args.phase_kimg, stable_kimg=args.phase_kimg, fade_kimg_per_res={}, stable_kimg_per_res={})
+    if args.no_growing:
+        growth_end = pg.ProgressiveScheduler(schedule.replace(**changes)).total_nimg / 1000
+        final = schedule.final_resolution
+        changes.update(start_resolution=final, fade_kimg_per_res={}, stable_kimg_per_res={}, stable_kimg=growth_end,
+                       batch_size=schedule.batch_size_at(final), batch_size_per_res={},
+                       lr=schedule.lr_at(final), lr_per_res={})
+    if args.kimg is not None:
+        if not args.kimg > 0:
+            raise UsageError(f"--kimg: expected a number > 0, got {args.kimg}")
+        changes["total_kimg"] = args.kimg
+    if dist.world_size > 1:
+        changes["batch_multiple"] = dist.world_size
+    try:
+        schedule = schedule.replace(**changes)
+    except ValueError as exc:
+        hint = f" (with {dist.world_size} ranks every minibatch must split evenly)" if dist.world_size > 1 else ""
+        raise UsageError(f"--preset {preset.name}: {exc}{hint}") from None
+    preset_changes: dict[str, Any] = {"schedule": schedule}
+    if args.mirror is not None:
+        preset_changes["mirror"] = args.mirror
+    for name in ("checkpoint_ticks", "keep_checkpoints"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                raise UsageError(f"--{name.replace('_', '-')}: expected an int ≥ 1, got {value}")
+            preset_changes[name] = value
+    if args.tick_kimg is not None:
+        if not args.tick_kimg > 0:
+            raise UsageError(f"--tick-kimg: expected a number > 0, got {args.tick_kimg}")
+        preset_changes["tick_kimg"] = {r: args.tick_kimg for r in schedule.resolutions}
+    preset = replace(preset, **preset_changes)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+        device = torch.device("cuda", dist.local_rank if device.index is None else device.index)
+    precision = args.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    out = Path(args.out) if args.out else Path("runs") / preset.name
+    if args.resume not in ("auto", "none") and not Path(args.resume).is_file():
+        raise UsageError(f"--resume: {args.resume}: no such checkpoint file (or use 'auto' / 'none')")
+    if args.resume == "none" and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        raise UsageError(f"--resume none: {out} already holds checkpoints; choose another --out or resume")
+    return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
+                   channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
+                   no_growing=args.no_growing, dist=dist)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def open_dataset(opts: Options) -> MultiResDataset:
+    """The multi-resolution cache for `--data`, built into `<out>/dataset` on first use."""
+    res = opts.preset.resolution
+    spec = opts.data
+    source: Any
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        source = spec
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise UsageError(f"--data: {path}: no such file or directory")
+        if path.is_dir() and (path / "meta.json").is_file():
+            return _check_dataset(MultiResDataset(path), opts, path)
+        source = path
+    cache = opts.out / "dataset"
+    if opts.dist.is_main and not (cache / "meta.json").is_file():
+        build_cache(source, cache, resolution=res)
+    barrier(opts.dist)  # the other ranks wait for rank 0's cache
+    return _check_dataset(MultiResDataset(cache), opts, cache)
+
+
+def _check_dataset(ds: MultiResDataset, opts: Options, path: Path) -> MultiResDataset:
+    needed = opts.preset.schedule.resolutions
+    missing = [r for r in needed if r not in ds.resolutions]
+    if missing:
+        raise UsageError(f"--data: {path} has levels {tuple(ds.resolutions)}, the preset needs {needed} (missing {missing})")
+    if opts.cond and ds.labels is None:
+        raise UsageError(f"--cond: {path} has no labels (a StyleGAN2-ADA zip with dataset.json provides them)")
+    return ds
+
+
+# --------------------------------------------------------------------------------------------- the run
+@dataclass
+class Run:
+    """Everything that changes during training; what a checkpoint saves."""
+
+    opts: Options
+    G: pg.ProgressiveGenerator
+    D: pg.ProgressiveDiscriminator
+    ema: pg.EMA
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    scheduler: pg.ProgressiveScheduler
+    sampler: ImageSampler
+    num_classes: int
+    label_pool: Optional[torch.Tensor] = None  # every real label, to draw labels for fakes
+    tick: int = 0
+    next_tick_nimg: int = 0
+    skipped_steps: int = 0
+    G_forward: Optional[Callable[..., torch.Tensor]] = None
+
+
+def build_run(opts: Options, dataset: MultiResDataset) -> Run:
+    p = opts.preset
+    torch.manual_seed(opts.seed)  # the same initial weights on every rank
+    num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
+    net_g = ProGANGenerator(resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes,
+                            fmap_base=p.fmap_base, fmap_max=p.fmap_max)
+    net_d = ProGANDiscriminator(resolution=p.resolution, num_classes=num_classes, fmap_base=p.fmap_base,
+                                fmap_max=p.fmap_max, mbstd_group_size=p.mbstd_group_size)
+    G = pg.ProgressiveGenerator(net_g, img_channels=dataset.num_channels).to(opts.device)
+    D = pg.ProgressiveDiscriminator(net_d, img_channels=dataset.num_channels).to(opts.device)
+    if opts.channels_last:
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    broadcast_module(G, opts.dist)
+    broadcast_module(D, opts.dist)
+    ema = pg.EMA(G, beta=p.ema_beta)
+    adam = dict(lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
+    opt_g = torch.optim.Adam(G.parameters(), **adam)
+    opt_d = torch.optim.Adam(D.parameters(), **adam)
+    scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
+    scheduler = pg.ProgressiveScheduler(p.schedule)
+    sampler = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
+    torch.manual_seed(opts.seed * 1_000_003 + 1 + opts.dist.rank)  # latents differ between ranks
+    run = Run(opts, G, D, ema, opt_g, opt_d, scaler, scheduler, sampler, num_classes)
+    if num_classes:
+        run.label_pool = torch.as_tensor(dataset.labels, dtype=torch.long)
+    run.G_forward = torch.compile(G) if opts.compile else G
+    return run
+
+
+def checkpoint_payload(run: Run) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "identity": run.opts.identity(),
+        "architecture": {"generator": generator_kwargs(run.opts.preset, run.num_classes), "img_channels": run.G.img_channels},
+        "nimg": run.scheduler.nimg,
+        "G": run.G.state_dict(),
+        "D": run.D.state_dict(),
+        "G_ema": run.ema.state_dict(),
+        "opt_g": run.opt_g.state_dict(),
+        "opt_d": run.opt_d.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "sampler": run.sampler.state_dict(),
+        "rng": capture_rng_state(),
+        "progress": {"tick": run.tick, "next_tick_nimg": run.next_tick_nimg, "skipped_steps": run.skipped_steps},
+    }
+
+
+def check_resumable(payload: dict[str, Any], opts: Options, path: Path) -> None:
+    """Refuse a checkpoint from another preset or set-up, naming the differing keys (before any model exists)."""
+    if payload.get("format") != FORMAT:
+        raise UsageError(f"--resume: {path} is not a ProGAN training checkpoint (format {payload.get('format')!r}, expected {FORMAT!r})")
+    saved, now = payload.get("identity", {}), opts.identity()
+    diffs = sorted(_differences(saved, now))
+    if diffs:
+        raise UsageError(
+            f"--resume: {path} was made with a different configuration; differing keys: {', '.join(diffs)}. "
+            "Use the same --preset and options, or another --out"
+        )
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def restore(run: Run, payload: dict[str, Any]) -> None:
+    run.G.load_state_dict(payload["G"])
+    run.D.load_state_dict(payload["D"])
+    run.ema.load_state_dict(payload["G_ema"])
+    run.opt_g.load_state_dict(payload["opt_g"])
+    run.opt_d.load_state_dict(payload["opt_d"])
+    run.scaler.load_state_dict(payload["scaler"])
+    run.scheduler.load_state_dict(payload["scheduler"], strict=False)  # check_resumable compared all but --kimg
+    run.sampler.load_state_dict(payload["sampler"])
+    progress = payload["progress"]
+    run.tick, run.next_tick_nimg, run.skipped_steps = progress["tick"], progress["next_tick_nimg"], progress["skipped_steps"]
+    if run.opts.dist.world_size == 1:
+        restore_rng_state(payload["rng"])
+
+
+def find_resume(opts: Options) -> Optional[tuple[Path, dict[str, Any]]]:
+    if opts.resume == "none":
+        return None
+    if opts.resume != "auto":
+        path = Path(opts.resume)
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+    return latest_checkpoint(opts.out / "checkpoints")
+
+
+# ----------------------------------------------------------------------------------------- one step
+def _autocast(opts: Options) -> contextlib.AbstractContextManager:
+    if opts.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if opts.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=opts.device.type, dtype=dtype)
+
+
+def _critic(run: Run, state: pg.GrowthState, labels: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: run.D(x, state)[:, :1]
+
+
+def _d_loss(run: Run, critic: Callable, reals: torch.Tensor, fakes: torch.Tensor) -> pg.LossOutput:
+    p = run.opts.preset
+    if p.loss == "wgan-gp":
+        return pg.wgan_gp_d_loss(critic, reals, fakes, gp_weight=p.gp_weight, drift_weight=p.drift_weight)
+    if p.loss == "lsgan":
+        return pg.lsgan_d_loss(critic, reals, fakes)
+    return pg.logistic_d_loss(critic, reals, fakes, r1_gamma=p.r1_gamma)
+
+
+def _g_loss(run: Run, scores: torch.Tensor) -> pg.LossOutput:
+    loss = run.opts.preset.loss
+    if loss == "wgan-gp":
+        return pg.wgan_g_loss(scores)
+    if loss == "lsgan":
+        return pg.lsgan_g_loss(scores)
+    return pg.logistic_g_loss(scores)
+
+
+def _optimizer_step(run: Run, loss: torch.Tensor, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> bool:
+    """Backward, average over ranks, step; a non-finite loss or gradient skips the update. True if applied."""
+    opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    all_reduce_grads(params, run.opts.dist)
+    finite = bool(torch.isfinite(loss).all())
+    if not finite and not run.scaler.is_enabled():
+        opt.zero_grad(set_to_none=True)
+        return False
+    run.scaler.step(opt)  # with fp16, skips the step itself on inf/NaN gradients
+    return finite
+
+
+def train_step(run: Run, state: pg.GrowthState) -> dict[str, float]:
+    """One discriminator and one generator update at `state`; returns the losses (detached)."""
+    opts, p = run.opts, run.opts.preset
+    n = state.batch_size // opts.dist.world_size
+    images, labels = run.sampler.next_batch(state.resolution, state.batch_size, device=opts.device)
+    reals = pg.fade_reals(to_float(images), state)
+    if opts.channels_last:
+        reals = reals.contiguous(memory_format=torch.channels_last)
+    real_labels = labels if run.num_classes else None
+    G = run.G_forward
+    assert G is not None
+
+    def sample_fakes() -> torch.Tensor:
+        z = torch.randn(n, p.latent_dim, device=opts.device)
+        kw = {}
+        if run.num_classes:
+            assert run.label_pool is not None
+            kw["labels"] = run.label_pool[torch.randint(len(run.label_pool), (n,))].to(opts.device)
+            sample_fakes.labels = kw["labels"]  # type: ignore[attr-defined]
+        return G(z, state, **kw)
+
+    # Discriminator: no generator graph, no generator gradients.
+    run.G.requires_grad_(False)
+    with _autocast(opts):
+        with torch.no_grad():
+            fakes = sample_fakes()
+        d_out = _d_loss(run, _critic(run, state, real_labels), reals, fakes)
+        d_loss = d_out.loss
+        if run.num_classes:
+            d_loss = d_loss + F.cross_entropy(run.D(reals, state)[:, 1:].float(), real_labels) \
+                + F.cross_entropy(run.D(fakes, state)[:, 1:].float(), sample_fakes.labels)  # type: ignore[attr-defined]
+    d_ok = _optimizer_step(run, d_loss, list(run.D.parameters()), run.opt_d)
+    run.G.requires_grad_(True)
+
+    # Generator: no discriminator weight gradients.
+    run.D.requires_grad_(False)
+    with _autocast(opts):
+        fakes = sample_fakes()
+        out = run.D(fakes, state)
+        g_out = _g_loss(run, out[:, :1])
+        g_loss = g_out.loss
+        if run.num_classes:
+            g_loss = g_loss + F.cross_entropy(out[:, 1:].float(), sample_fakes.labels)  # type: ignore[attr-defined]
+    g_ok = _optimizer_step(run, g_loss, list(run.G.parameters()), run.opt_g)
+    run.D.requires_grad_(True)
+    run.scaler.update()
+    run.ema.update(run.G)
+    if not (d_ok and g_ok):
+        run.skipped_steps += 1
+    stats = {f"d_{k}": float(v) for k, v in d_out.terms.items()}
+    stats.update(d_loss=float(d_loss.detach()), g_loss=float(g_loss.detach()))
+    return stats
+
+
+# ------------------------------------------------------------------------------------- bookkeeping
+def save_grid(run: Run, state: pg.GrowthState, path: Path, latents: torch.Tensor, grid_labels: Optional[torch.Tensor]) -> None:
+    """G_ema samples from fixed latents as one PNG, each image enlarged (nearest) to at least 64 px."""
+    from PIL import Image
+
+    G_ema = run.ema.module
+    with torch.no_grad():
+        kw = {"labels": grid_labels} if grid_labels is not None else {}
+        images = G_ema(latents, state, **kw).float().cpu()
+    scale = max(1, 64 // state.resolution)
+    if scale > 1:
+        images = F.interpolate(images, scale_factor=float(scale), mode="nearest")
+    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = images.shape
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    grid = torch.zeros(c, rows * h, cols * w, dtype=torch.uint8)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = images[i]
+    array = grid.permute(1, 2, 0).numpy()
+    mode = "L" if c == 1 else "RGB"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array[:, :, 0] if c == 1 else array, mode=mode).save(path)
+
+
+def write_checkpoint(run: Run) -> Path:
+    directory = run.opts.out / "checkpoints"
+    path = save_checkpoint(checkpoint_payload(run), checkpoint_path(directory, run.scheduler.nimg))
+    prune_checkpoints(directory, keep=run.opts.preset.keep_checkpoints)
+    return path
+
+
+def _progress_bar(run: Run) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=run.scheduler.total_nimg, initial=run.scheduler.nimg, unit="img", unit_scale=True,
+                disable=None if run.opts.dist.is_main else True, dynamic_ncols=True, mininterval=1.0)
+
+
+def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, dict[str, Any]]]) -> Run:
+    run = build_run(opts, dataset)
+    main_rank = opts.dist.is_main
+    if resume is not None:
+        restore(run, resume[1])
+        if main_rank:
+            print(f"resumed from {resume[0]} at {run.scheduler.nimg / 1000:.1f} kimg", flush=True)
+    elif main_rank:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        (opts.out / "config.json").write_text(json.dumps({"identity": opts.identity(), "data": opts.data, "seed": opts.seed}, indent=2))
+
+    p = opts.preset
+    grid_gen = torch.Generator().manual_seed(opts.seed)
+    grid_latents = torch.randn(p.grid_size, p.latent_dim, generator=grid_gen).to(opts.device)
+    grid_labels = (torch.arange(p.grid_size) % run.num_classes).to(opts.device) if run.num_classes else None
+    sched = run.scheduler
+    bar = _progress_bar(run)
+    log = (opts.out / "log.jsonl").open("a") if main_rank else None
+    started, tick_start_nimg, tick_start_time = time.perf_counter(), sched.nimg, time.perf_counter()
+    stats: dict[str, float] = {}
+    try:
+        while not sched.done:
+            state = sched.state
+            if run.next_tick_nimg == 0:
+                run.next_tick_nimg = int(p.tick_kimg_at(state.resolution) * 1000)
+            pg.set_lr(run.opt_g, state.lr)
+            pg.set_lr(run.opt_d, state.lr)
+            stats = train_step(run, state)
+            new = sched.advance(state.batch_size)
+            if sched.optimizer_reset_due(state, new):
+                pg.reset_optimizer(run.opt_g)
+                pg.reset_optimizer(run.opt_d)
+            bar.update(new.nimg - state.nimg)
+            stage_end = new.stage != state.stage
+            if new.nimg >= run.next_tick_nimg or stage_end or sched.done:
+                run.tick += 1
+                now = time.perf_counter()
+                rate = (new.nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9)
+                tick_start_nimg, tick_start_time = new.nimg, now
+                run.next_tick_nimg = new.nimg + int(p.tick_kimg_at(new.resolution) * 1000)
+                record = {"tick": run.tick, "kimg": round(new.kimg, 3), "stage": state.stage, "resolution": state.resolution,
+                          "phase": state.phase, "alpha": round(state.alpha, 5), "batch_size": state.batch_size,
+                          "lr": state.lr, "img_per_s": round(rate, 2), "seconds": round(now - started, 2),
+                          "skipped_steps": run.skipped_steps, **{k: round(v, 5) for k, v in stats.items()}}
+                bar.set_postfix_str(f"{state.resolution}² {state.phase} α={state.alpha:.2f} "
+                                    f"d={stats['d_loss']:.3f} g={stats['g_loss']:.3f} {rate:.0f} img/s", refresh=False)
+                if main_rank:
+                    assert log is not None
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    if bar.disable:
+                        print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
+                    save_grid(run, state, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
+                    if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
+                        write_checkpoint(run)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    if main_rank:
+        export_generator(run.ema.module, opts.out / "generator", preset=p, num_classes=run.num_classes,
+                         img_channels=dataset.num_channels, state=sched.state)
+        print(f"done: {sched.nimg / 1000:.1f} kimg; G_ema exported to {opts.out / 'generator.safetensors'}", flush=True)
+    return run
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of `python -m progrow.adapters.progan.train` and `progrow train`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        dist = init_distributed("cuda" if (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available()) else "cpu")
+        opts = resolve_options(args, dist)
+        resume = find_resume(opts)
+        if resume is not None:
+            check_resumable(resume[1], opts, resume[0])
+        dataset = open_dataset(opts)
+    except (UsageError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train(opts, dataset, resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

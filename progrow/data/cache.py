@@ -1,0 +1,151 @@
+"""`build_cache`: decode a source once into a directory of uint8 image pyramids (see `progrow.data.layout`)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Optional, Union
+
+import numpy as np
+
+from progrow.data.errors import DataError
+from progrow.data.layout import FORMAT_NAME, FORMAT_VERSION, LABELS_FILE, META_FILE, level_file
+from progrow.data.resize import Crop, check_crop
+from progrow.data.sources import Channels, SourceSpec, check_channels, open_source
+from progrow.state import is_power_of_two
+
+__all__ = ["build_cache", "box_downsample_u8"]
+
+PYRAMID_RULE = "2x2 box filter in integers, rounding half up: (a + b + c + d + 2) // 4"
+RESIZE_RULE = "crop per `crop`, then Pillow LANCZOS to the top resolution, any factor (synthetic: rendered at it)"
+
+
+def box_downsample_u8(images: np.ndarray) -> np.ndarray:
+    """2×2 box filter of uint8 images, rounding half up: `[..., H, W] -> [..., H/2, W/2]`, `(a+b+c+d+2) // 4`."""
+    if images.dtype != np.uint8 or images.shape[-1] % 2 or images.shape[-2] % 2:
+        raise ValueError(f"box_downsample_u8: expected uint8 with even height and width, got {images.dtype} {images.shape}")
+    total = images[..., 0::2, 0::2].astype(np.uint16)
+    total += images[..., 1::2, 0::2]
+    total += images[..., 0::2, 1::2]
+    total += images[..., 1::2, 1::2]
+    total += 2
+    return (total >> 2).astype(np.uint8)
+
+
+def build_cache(
+    source: SourceSpec,
+    out_dir: Union[str, "os.PathLike[str]"],
+    *,
+    resolution: int,
+    min_resolution: int = 4,
+    crop: Crop = "center",
+    channels: Channels = "keep",
+    upscale: bool = False,
+    max_images: Optional[int] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Path:
+    """Build the multi-resolution cache of `source` in `out_dir` and return its path.
+
+    `source` is an image folder, a StyleGAN2-ADA `.zip`, `"synthetic[:SEED:N]"` or a `SyntheticShapes`
+    (see `progrow.data.sources` for the order, labels and the mode and channel rules; `progrow.data.resize`
+    for `crop` and `upscale`). Every image is checked before anything is written; then images are
+    decoded one at a time and written to `level_{R}.u8` for `R = min_resolution, …, resolution`, each
+    level the 2×2 integer box filter of the one above. The cache is built in `out_dir.tmp-<pid>` and
+    renamed to `out_dir` when complete, so an interrupted build leaves no `out_dir`. `out_dir` must not
+    exist or be an empty folder. `progress(done, total)` is called after each image.
+    """
+    if not is_power_of_two(resolution):
+        raise DataError(f"resolution (--resolution): expected a power of two (4, 8, …, 1024), got {resolution!r}")
+    if not is_power_of_two(min_resolution) or min_resolution > resolution:
+        raise DataError(
+            f"min_resolution (--min-resolution): expected a power of two ≤ resolution ({resolution}), got {min_resolution!r}"
+        )
+    check_crop(crop)
+    check_channels(channels)
+    if not isinstance(upscale, bool):
+        raise DataError(f"upscale (--upscale): expected True or False, got {upscale!r}")
+    out = Path(out_dir)
+    _check_out_dir(out)
+    resolutions = tuple(min_resolution << k for k in range(int(math.log2(resolution // min_resolution)) + 1))
+    with open_source(source, max_images=max_images) as src:
+        num_channels = src.scan(resolution, crop=crop, channels=channels, upscale=upscale)
+        num_images = len(src)
+        labels = src.labels
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)  # left over by an earlier build in a process with the same id
+        tmp.mkdir()
+        try:
+            hasher = hashlib.sha256()
+            with contextlib.ExitStack() as stack:
+                files: dict[int, BinaryIO] = {r: stack.enter_context(open(tmp / level_file(r), "wb")) for r in resolutions}
+                for index in range(num_images):
+                    image = src.load(index, resolution, crop=crop, num_channels=num_channels, upscale=upscale)
+                    hasher.update(image.tobytes())
+                    for r in reversed(resolutions):
+                        files[r].write(image.tobytes())
+                        if r > min_resolution:
+                            image = box_downsample_u8(image)
+                    if progress is not None:
+                        progress(index + 1, num_images)
+                for file in files.values():
+                    file.flush()
+                    os.fsync(file.fileno())
+            if labels is not None:
+                labels = labels.astype("<i8")
+                hasher.update(labels.tobytes())
+                np.save(tmp / LABELS_FILE, labels)
+            meta = _meta(src.description, num_images, num_channels, resolutions, hasher.hexdigest(), labels is not None)
+            meta["policies"] = {
+                "crop": crop,
+                "channels": channels,
+                "upscale": upscale,
+                "max_images": max_images,
+                "resize": RESIZE_RULE,
+                "pyramid": PYRAMID_RULE,
+            }
+            with open(tmp / META_FILE, "w", encoding="utf-8") as file:
+                json.dump(meta, file, indent=2)
+                file.write("\n")
+                file.flush()
+                os.fsync(file.fileno())
+            _check_out_dir(out)
+            os.rename(tmp, out)  # atomic; `out` is absent or an empty folder
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return out
+
+
+def _meta(
+    description: str, num_images: int, num_channels: int, resolutions: tuple[int, ...], digest: str, has_labels: bool
+) -> dict[str, Any]:
+    progrow = sys.modules.get("progrow")
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "num_images": num_images,
+        "num_channels": num_channels,
+        "resolutions": list(resolutions),
+        "dtype": "uint8",
+        "layout": "[N, C, R, R] C-order raw bytes per level, files level_{R}.u8",
+        "labels": LABELS_FILE if has_labels else None,
+        "content_hash": f"sha256:{digest}",
+        "source": description,
+        "created_by": f"progrow {getattr(progrow, '__version__', 'unknown')}",
+    }
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: the output exists and is not a folder; choose another OUT")
+    if out.is_dir() and any(out.iterdir()):
+        what = "a cache" if (out / META_FILE).exists() else "files"
+        raise DataError(f"{out}: the output folder already holds {what}; remove it or choose another OUT")

@@ -1,0 +1,177 @@
+"""The reference ProGAN: paper-exact networks, the training script end to end, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import progrow as pg
+from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator, feature_maps
+from progrow.adapters.progan.train import main as train_main
+
+PAPER_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+def count(*modules: torch.nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def test_channels_per_resolution_are_the_papers():
+    assert {r: feature_maps(r) for r in PAPER_CHANNELS} == PAPER_CHANNELS
+
+
+def test_parameter_counts_match_table_2():
+    G = pg.ProgressiveGenerator(ProGANGenerator())
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(), check_blocks=False)
+    # Table 2 lists the networks at 1024²: every block plus the 1024² toRGB / fromRGB: 23.1M each.
+    g = count(G.net, G.to_rgb["1024"])
+    d = count(D.net, D.from_rgb["1024"])
+    assert abs(g - 23.1e6) <= 0.05e6, g
+    assert abs(d - 23.1e6) <= 0.05e6, d
+    assert {r: G.net.channels(r) for r in G.resolutions} == PAPER_CHANNELS
+    assert {r: D.net.channels(r) for r in D.resolutions} == PAPER_CHANNELS
+
+
+def _small_pair(resolution=64, **kw):
+    G = pg.ProgressiveGenerator(ProGANGenerator(resolution=resolution, latent_dim=32, fmap_base=256, fmap_max=32, **kw))
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(resolution=resolution, fmap_base=256, fmap_max=32))
+    return G, D
+
+
+def _one_iteration(G, D, state, batch, latent):
+    """One WGAN-GP discriminator step and one generator step; returns the names of parameters with gradients."""
+    reals = torch.randn(batch, 3, state.resolution, state.resolution)
+    with torch.no_grad():
+        fakes = G(torch.randn(batch, latent), state)
+    d_out = pg.wgan_gp_d_loss(lambda x: D(x, state), reals, fakes)
+    d_out.loss.backward()
+    D.requires_grad_(False)
+    g_out = pg.wgan_g_loss(D(G(torch.randn(batch, latent), state), state))
+    g_out.loss.backward()
+    D.requires_grad_(True)
+    assert torch.isfinite(d_out.loss) and torch.isfinite(g_out.loss)
+    return ({n for n, p in G.named_parameters() if p.grad is not None},
+            {n for n, p in D.named_parameters() if p.grad is not None})
+
+
+def _active(names, res, fading, prefix_rgb, blocks):
+    """Parameter names the stage at `res` should train."""
+    rgb = {res} | ({res // 2} if fading else set())
+    return {n for n in names if (n.startswith(f"{prefix_rgb}.") and int(n.split(".")[1]) in rgb)
+            or (n.startswith(f"net.{blocks}.") and int(n.split(".")[2]) <= res)
+            or not n.startswith((f"{prefix_rgb}.", f"net.{blocks}."))}
+
+
+def _check_active_gradients(G, D, res, alpha, batch, latent):
+    state = pg.GrowthState(res, alpha=alpha)
+    g_grads, d_grads = _one_iteration(G, D, state, batch, latent)
+    g_names = {n for n, _ in G.named_parameters()}
+    d_names = {n for n, _ in D.named_parameters()}
+    assert g_grads == _active(g_names, res, state.is_fading, "to_rgb", "blocks")
+    assert d_grads == _active(d_names, res, state.is_fading, "from_rgb", "blocks")
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_every_active_parameter_gets_a_gradient_and_no_inactive_one(alpha):
+    G, D = _small_pair(64)
+    _check_active_gradients(G, D, 32, alpha, batch=4, latent=32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_full_iteration_at_1024(alpha):
+    G = pg.ProgressiveGenerator(ProGANGenerator())
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(), check_blocks=False)
+    _check_active_gradients(G, D, 1024, alpha, batch=2, latent=512)
+
+
+def test_generator_latents_are_pixel_normalized_and_features_follow_the_protocol():
+    G, _ = _small_pair(16)
+    z = torch.randn(3, 32)
+    a = G(z, pg.GrowthState(16))
+    b = G(z * 7.0, pg.GrowthState(16))  # PixelNorm on the latent: the scale of z does not matter
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert isinstance(G.net, pg.GrowableGenerator)
+    assert [r for r, _ in G.net.features(z, until=8)] == [4, 8]
+
+
+def test_conditional_networks():
+    G = pg.ProgressiveGenerator(ProGANGenerator(resolution=16, latent_dim=8, num_classes=3, fmap_base=64, fmap_max=16))
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(resolution=16, num_classes=3, fmap_base=64, fmap_max=16))
+    z, s = torch.randn(4, 8), pg.GrowthState(16)
+    a = G(z, s, labels=torch.tensor([0, 1, 2, 0]))
+    b = G(z, s, labels=torch.tensor([1, 2, 0, 1]))
+    assert not torch.equal(a, b)
+    assert D(a, s).shape == (4, 4)
+    with pytest.raises(ValueError, match="needs labels"):
+        G(z, s)
+
+
+# ------------------------------------------------------------------------------------- training script
+def _read_log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.064", "--data", "synthetic:0:256"]
+
+
+def test_cpu_demo_runs_every_stage_then_resumes_instead_of_starting_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*FAST, "--out", str(out), "--kimg", "0.256"]
+    assert train_main(args) == 0
+    log = _read_log(out)
+    assert [r["resolution"] for r in log][:1] == [4] and log[-1]["kimg"] == 0.256
+    assert {r["resolution"] for r in log} == {4, 8, 16}  # 0.256 kimg = stable 4, fade 8, stable 8, fade 16
+    assert all(r["skipped_steps"] == 0 for r in log)
+    assert all(all(v == v for v in r.values() if isinstance(v, float)) for r in log)  # no NaN
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*.pt"))
+    assert checkpoints and checkpoints[-1].name == "checkpoint-000000000256.pt"
+    assert (out / "generator.safetensors").is_file() and (out / "generator.json").is_file()
+    assert len(list((out / "grids").glob("*.png"))) == len(log)
+    capsys.readouterr()
+
+    # The same command again: resumes, finds nothing left to do.
+    assert train_main(args) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert len(_read_log(out)) == len(log)
+
+    # A longer run in the same folder continues from 0.256 kimg up to the final resolution.
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.512"]) == 0
+    more = _read_log(out)[len(log):]
+    assert more[0]["kimg"] > 0.256 and more[-1]["kimg"] == 0.512 and more[-1]["resolution"] == 32
+
+
+def test_bf16_autocast_step_has_finite_losses(tmp_path):
+    out = tmp_path / "bf16"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.128", "--precision", "bf16"]) == 0
+    log = _read_log(out)
+    assert log and all(abs(r["d_loss"]) < 1e6 and abs(r["g_loss"]) < 1e6 for r in log)
+    assert all(r["skipped_steps"] == 0 for r in log)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--data", "/nonexistent/folder"], "--data: /nonexistent/folder: no such file or directory"),
+        (["--resume", "/nonexistent/ckpt.pt"], "--resume: /nonexistent/ckpt.pt: no such checkpoint file"),
+        (["--kimg", "-1"], "--kimg: expected a number > 0, got -1.0"),
+        (["--phase-kimg", "0"], "--phase-kimg: expected a number > 0"),
+        (["--checkpoint-ticks", "0"], "--checkpoint-ticks: expected an int ≥ 1, got 0"),
+    ],
+)
+def test_bad_input_is_a_clear_error_before_any_model_is_built(tmp_path, capsys, extra, message):
+    assert train_main(["--preset", "cpu-demo", "--out", str(tmp_path / "x"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+def test_resume_from_a_different_preset_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.064"]) == 0
+    capsys.readouterr()
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--no-mirror"]) == 2
+    err = capsys.readouterr().err
+    assert "was made with a different configuration; differing keys: preset.mirror" in err

@@ -1,0 +1,48 @@
+"""Data parallelism of the training script on CPU: 2 ranks with gloo under torchrun."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from progrow.adapters.progan.distributed import DistInfo
+from progrow.adapters.progan.train import UsageError, build_parser, resolve_options
+
+HERE = Path(__file__).resolve().parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_stay_identical_through_a_stage_change(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(HERE / "ddp_worker.py"), str(out),
+           "--preset", "cpu-demo", "--data", "synthetic:0:128", "--phase-kimg", "0.064", "--tick-kimg", "0.064",
+           "--kimg", "0.16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["world_size"] == r1["world_size"] == 2 and r0["nimg"] == r1["nimg"] == 160
+    for key in ("G", "D", "G_ema"):
+        assert r0[key].keys() == r1[key].keys()
+        for name in r0[key]:
+            assert torch.equal(r0[key][name], r1[key][name]), f"{key}.{name} differs between ranks"
+    # training moved the weights, and went through a stage change (4² → 8² at 0.064 kimg)
+    assert (out / "checkpoints" / "checkpoint-000000000064.pt").is_file()
+    log = (out / "log.jsonl").read_text().splitlines()
+    assert any('"resolution": 8' in line for line in log)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused():
+    args = build_parser().parse_args(["--preset", "cpu-demo", "--out", "/tmp/unused"])
+    with pytest.raises(UsageError, match=r"batch_size: expected a multiple of batch_multiple \(3\), got 16 \(with 3 ranks"):
+        resolve_options(args, DistInfo(rank=0, world_size=3))
