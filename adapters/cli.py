@@ -11,7 +11,7 @@ __all__ = ["main"]
 def _dataset(argv: Sequence[str]) -> int:
     from progrow.data.cli import main as run
 
-    return run(list(argv))
+    return run(list(argv), prog="progrow dataset")
 
 
 def _train(argv: Sequence[str]) -> int:

@@ -55,8 +55,10 @@ class EMA:
                 f"EMA.update: the model has {len(params)} parameters, the shadow {len(ema_params)}; "
                 "update with the module the EMA was created from"
             )
-        for e, p in zip(ema_params, params):
-            e.mul_(beta).add_(p.to(e.dtype), alpha=1.0 - beta)
+        params = [p.to(e.dtype) for e, p in zip(ema_params, params)]
+        # β·ema and (1 − β)·param are each rounded, then added: exactly the formula (no fused multiply-add).
+        torch._foreach_mul_(ema_params, beta)
+        torch._foreach_add_(ema_params, torch._foreach_mul(params, 1.0 - beta))
         if self._buffer_names:
             ema_buffers, buffers = dict(self.module.named_buffers()), dict(model.named_buffers())
             for name in self._buffer_names:

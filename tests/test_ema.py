@@ -22,14 +22,8 @@ def _perturb(model: nn.Module, seed: int) -> None:
 
 
 def _assert_ema_equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Bitwise first. torch.equal fails here only through floating rounding: the library computes
-    `e.mul_(β).add_(p, alpha=1−β)`, which the CPU kernel may evaluate with a fused multiply-add, while the
-    test rounds both products separately, so the two can differ in the last bit. Then fall back to
-    assert_close(rtol=0, atol=1e-7), the absolute tolerance widened to one float32 ulp (2**-23 relative)
-    for entries larger than 1 in magnitude (a last-bit difference at 1.25 is 1.19e-7)."""
-    if not torch.equal(actual, expected):
-        atol = max(1e-7, 2.0**-23 * expected.abs().max().item())
-        torch.testing.assert_close(actual, expected, rtol=0, atol=atol)
+    """Bit for bit: the EMA rounds β·ema and (1 − β)·param separately, then adds, as the formula does."""
+    assert torch.equal(actual, expected), (actual - expected).abs().max()
 
 
 def test_single_update_formula():

@@ -175,3 +175,68 @@ def test_resume_from_a_different_preset_is_refused(tmp_path, capsys):
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--no-mirror"]) == 2
     err = capsys.readouterr().err
     assert "was made with a different configuration; differing keys: preset.mirror" in err
+
+
+def _labelled_folder(root, n=16, size=8):
+    from PIL import Image
+
+    root.mkdir()
+    labels = []
+    for i in range(n):
+        colour = (255, 0, 0) if i % 2 else (0, 0, 255)
+        Image.new("RGB", (size, size), colour).save(root / f"img{i:02d}.png")
+        labels.append([f"img{i:02d}.png", i % 2])
+    (root / "dataset.json").write_text(json.dumps({"labels": labels}))
+    return root
+
+
+def test_conditional_training_on_a_labelled_folder(tmp_path):
+    data = _labelled_folder(tmp_path / "imgs", size=32)
+    out = tmp_path / "cond"
+    args = ["--preset", "cpu-demo", "--phase-kimg", "0.032", "--tick-kimg", "0.032", "--data", str(data),
+            "--out", str(out), "--kimg", "0.064", "--cond"]
+    assert train_main(args) == 0
+    log = _read_log(out)
+    assert log[-1]["kimg"] == 0.064 and all(r["skipped_steps"] == 0 for r in log)
+    from progrow.adapters.progan.export import load_generator
+
+    G, config = load_generator(out / "generator")
+    assert config["architecture"]["num_classes"] == 2 and G.net.num_classes == 2
+
+
+def test_no_growing_trains_at_the_final_resolution_only(tmp_path):
+    out = tmp_path / "flat"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.048", "--no-growing", "--tick-kimg", "0.016"]) == 0
+    assert {(r["resolution"], r["phase"]) for r in _read_log(out)} == {(32, "stable")}
+
+
+@pytest.mark.parametrize("extra", [["--channels-last"], ["--precision", "fp16"]])
+def test_channels_last_and_fp16_gradscaler_runs(tmp_path, extra):
+    out = tmp_path / "run"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", *extra]) == 0
+    log = _read_log(out)
+    assert log[-1]["kimg"] == 0.096 and {r["resolution"] for r in log} == {4, 8}
+    ckpt = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=True)
+    if "--precision" in extra:
+        assert ckpt["scaler"]["scale"] > 0  # the GradScaler's state is checkpointed
+
+
+def test_data_errors_are_reported_before_training(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train_main(["--preset", "cpu-demo", "--out", str(tmp_path / "o1"), "--data", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "Traceback" not in err
+    small = _labelled_folder(tmp_path / "small", n=4, size=8)  # 8² images, the preset needs 32²
+    assert train_main(["--preset", "cpu-demo", "--out", str(tmp_path / "o2"), "--data", str(small)]) == 2
+    err = capsys.readouterr().err
+    assert "img00.png" in err and "32" in err
+
+
+def test_a_run_folder_is_not_reused_for_other_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.016"]) == 0
+    capsys.readouterr()
+    other = [a if a != "synthetic:0:256" else "synthetic:1:256" for a in FAST]
+    assert train_main([*other, "--out", str(out), "--kimg", "0.016"]) == 2
+    assert "was trained on synthetic:0:256" in capsys.readouterr().err

@@ -40,7 +40,7 @@ from progrow.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from progrow.data import DataError, ImageSampler, MultiResDataset, build_cache, to_float
+from progrow.data import DataError, ImageSampler, MultiResDataset, build_cache, open_source, to_float
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="networks + schedule: paper-1024 (800/800 kimg), official-1024 (600/600 kimg, official batch table), cpu-demo (32², minutes on a CPU)")
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (rendered by progrow; 'synthetic:SEED:N' to choose), an image folder, a StyleGAN2-ADA zip, or a cache made by `progrow dataset`")
+    p.add_argument("--crop", default="center", choices=["center", "none"],
+                   help="when --data is an image folder or zip: crop non-square images to their centred square, or refuse them")
+    p.add_argument("--upscale", action="store_true",
+                   help="when --data is an image folder or zip: enlarge images smaller than the preset's resolution instead of refusing them")
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>); resuming happens from here")
     p.add_argument("--kimg", type=float, default=None, help="stop after this many thousand images (default: the end of the preset's schedule)")
     p.add_argument("--phase-kimg", type=float, default=None, help="override the length of every fade and stable phase, in kimg")
@@ -99,6 +103,8 @@ class Options:
     seed: int
     cond: bool
     no_growing: bool
+    crop: str = "center"
+    upscale: bool = False
     dist: DistInfo = field(default_factory=DistInfo)
 
     def identity(self) -> dict[str, Any]:
@@ -166,7 +172,7 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         raise UsageError(f"--resume none: {out} already holds checkpoints; choose another --out or resume")
     return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
                    channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
-                   no_growing=args.no_growing, dist=dist)
+                   no_growing=args.no_growing, crop=args.crop, upscale=args.upscale, dist=dist)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -186,9 +192,13 @@ def open_dataset(opts: Options) -> MultiResDataset:
         source = path
     cache = opts.out / "dataset"
     if opts.dist.is_main and not (cache / "meta.json").is_file():
-        build_cache(source, cache, resolution=res)
+        build_cache(source, cache, resolution=res, crop=opts.crop, upscale=opts.upscale)
     barrier(opts.dist)  # the other ranks wait for rank 0's cache
-    return _check_dataset(MultiResDataset(cache), opts, cache)
+    dataset = MultiResDataset(cache)
+    with open_source(source) as src:
+        if dataset.source != src.description:
+            raise UsageError(f"--data: {opts.out} was trained on {dataset.source}, not {src.description}; use another --out")
+    return _check_dataset(dataset, opts, cache)
 
 
 def _check_dataset(ds: MultiResDataset, opts: Options, path: Path) -> MultiResDataset:
@@ -250,6 +260,8 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     if num_classes:
         run.label_pool = torch.as_tensor(dataset.labels, dtype=torch.long)
     run.G_forward = torch.compile(G) if opts.compile else G
+    # Wrappers follow the scheduler's state; optimizers get its learning rate and its reset policy.
+    pg.bind(scheduler, G, D, ema.module, opt_g, opt_d)
     return run
 
 
@@ -329,10 +341,6 @@ def _autocast(opts: Options) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=opts.device.type, dtype=dtype)
 
 
-def _critic(run: Run, state: pg.GrowthState, labels: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: run.D(x, state)[:, :1]
-
-
 def _d_loss(run: Run, critic: Callable, reals: torch.Tensor, fakes: torch.Tensor) -> pg.LossOutput:
     p = run.opts.preset
     if p.loss == "wgan-gp":
@@ -352,82 +360,88 @@ def _g_loss(run: Run, scores: torch.Tensor) -> pg.LossOutput:
 
 
 def _optimizer_step(run: Run, loss: torch.Tensor, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer) -> bool:
-    """Backward, average over ranks, step; a non-finite loss or gradient skips the update. True if applied."""
+    """Backward, average over ranks, step. Non-finite gradients skip the update (on every rank alike, as the
+    averaged gradients are equal everywhere); with fp16 the GradScaler does this itself. True if applied."""
     opt.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     all_reduce_grads(params, run.opts.dist)
-    finite = bool(torch.isfinite(loss).all())
-    if not finite and not run.scaler.is_enabled():
+    if run.scaler.is_enabled():
+        run.scaler.step(opt)
+        return True
+    grads = [p.grad for p in params if p.grad is not None]
+    finite = bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()) if grads else True
+    if finite:
+        opt.step()
+    else:
         opt.zero_grad(set_to_none=True)
-        return False
-    run.scaler.step(opt)  # with fp16, skips the step itself on inf/NaN gradients
     return finite
 
 
-def train_step(run: Run, state: pg.GrowthState) -> dict[str, float]:
-    """One discriminator and one generator update at `state`; returns the losses (detached)."""
+def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
+    """One discriminator and one generator update at `state` (the wrappers are bound to it); detached losses."""
     opts, p = run.opts, run.opts.preset
     n = state.batch_size // opts.dist.world_size
-    images, labels = run.sampler.next_batch(state.resolution, state.batch_size, device=opts.device)
+    images, real_labels = run.sampler.next_batch(state.resolution, state.batch_size, device=opts.device)
     reals = pg.fade_reals(to_float(images), state)
     if opts.channels_last:
         reals = reals.contiguous(memory_format=torch.channels_last)
-    real_labels = labels if run.num_classes else None
-    G = run.G_forward
+    G, D = run.G_forward, run.D
     assert G is not None
 
-    def sample_fakes() -> torch.Tensor:
+    def fake_labels() -> Optional[torch.Tensor]:
+        if not run.num_classes:
+            return None
+        assert run.label_pool is not None
+        return run.label_pool[torch.randint(len(run.label_pool), (n,))].to(opts.device)
+
+    def generate(labels: Optional[torch.Tensor]) -> torch.Tensor:
         z = torch.randn(n, p.latent_dim, device=opts.device)
-        kw = {}
-        if run.num_classes:
-            assert run.label_pool is not None
-            kw["labels"] = run.label_pool[torch.randint(len(run.label_pool), (n,))].to(opts.device)
-            sample_fakes.labels = kw["labels"]  # type: ignore[attr-defined]
-        return G(z, state, **kw)
+        return G(z) if labels is None else G(z, labels=labels)
 
     # Discriminator: no generator graph, no generator gradients.
     run.G.requires_grad_(False)
     with _autocast(opts):
+        labels = fake_labels()
         with torch.no_grad():
-            fakes = sample_fakes()
-        d_out = _d_loss(run, _critic(run, state, real_labels), reals, fakes)
+            fakes = generate(labels)
+        d_out = _d_loss(run, lambda x: D(x)[:, :1], reals, fakes)
         d_loss = d_out.loss
-        if run.num_classes:
-            d_loss = d_loss + F.cross_entropy(run.D(reals, state)[:, 1:].float(), real_labels) \
-                + F.cross_entropy(run.D(fakes, state)[:, 1:].float(), sample_fakes.labels)  # type: ignore[attr-defined]
-    d_ok = _optimizer_step(run, d_loss, list(run.D.parameters()), run.opt_d)
+        if run.num_classes:  # auxiliary classifier on reals and fakes, as the official conditional loss
+            d_loss = d_loss + F.cross_entropy(D(reals)[:, 1:].float(), real_labels) \
+                + F.cross_entropy(D(fakes)[:, 1:].float(), labels)
+    d_ok = _optimizer_step(run, d_loss, list(D.parameters()), run.opt_d)
     run.G.requires_grad_(True)
 
     # Generator: no discriminator weight gradients.
-    run.D.requires_grad_(False)
+    D.requires_grad_(False)
     with _autocast(opts):
-        fakes = sample_fakes()
-        out = run.D(fakes, state)
-        g_out = _g_loss(run, out[:, :1])
+        labels = fake_labels()
+        scores = D(generate(labels))
+        g_out = _g_loss(run, scores[:, :1])
         g_loss = g_out.loss
         if run.num_classes:
-            g_loss = g_loss + F.cross_entropy(out[:, 1:].float(), sample_fakes.labels)  # type: ignore[attr-defined]
+            g_loss = g_loss + F.cross_entropy(scores[:, 1:].float(), labels)
     g_ok = _optimizer_step(run, g_loss, list(run.G.parameters()), run.opt_g)
-    run.D.requires_grad_(True)
+    D.requires_grad_(True)
     run.scaler.update()
     run.ema.update(run.G)
     if not (d_ok and g_ok):
         run.skipped_steps += 1
-    stats = {f"d_{k}": float(v) for k, v in d_out.terms.items()}
-    stats.update(d_loss=float(d_loss.detach()), g_loss=float(g_loss.detach()))
+    stats = {f"d_{k}": v for k, v in d_out.terms.items()}
+    stats.update(d_loss=d_loss.detach(), g_loss=g_loss.detach())
     return stats
 
 
 # ------------------------------------------------------------------------------------- bookkeeping
-def save_grid(run: Run, state: pg.GrowthState, path: Path, latents: torch.Tensor, grid_labels: Optional[torch.Tensor]) -> None:
-    """G_ema samples from fixed latents as one PNG, each image enlarged (nearest) to at least 64 px."""
+def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: Optional[torch.Tensor]) -> None:
+    """G_ema samples from fixed latents, at its bound state, as one PNG; each image enlarged (nearest) to ≥ 64 px."""
     from PIL import Image
 
     G_ema = run.ema.module
     with torch.no_grad():
         kw = {"labels": grid_labels} if grid_labels is not None else {}
-        images = G_ema(latents, state, **kw).float().cpu()
-    scale = max(1, 64 // state.resolution)
+        images = G_ema(latents, **kw).float().cpu()
+    scale = max(1, 64 // images.shape[-1])
     if scale > 1:
         images = F.interpolate(images, scale_factor=float(scale), mode="nearest")
     images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -477,19 +491,14 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
     bar = _progress_bar(run)
     log = (opts.out / "log.jsonl").open("a") if main_rank else None
     started, tick_start_nimg, tick_start_time = time.perf_counter(), sched.nimg, time.perf_counter()
-    stats: dict[str, float] = {}
+    stats: dict[str, torch.Tensor] = {}
     try:
         while not sched.done:
             state = sched.state
             if run.next_tick_nimg == 0:
                 run.next_tick_nimg = int(p.tick_kimg_at(state.resolution) * 1000)
-            pg.set_lr(run.opt_g, state.lr)
-            pg.set_lr(run.opt_d, state.lr)
             stats = train_step(run, state)
-            new = sched.advance(state.batch_size)
-            if sched.optimizer_reset_due(state, new):
-                pg.reset_optimizer(run.opt_g)
-                pg.reset_optimizer(run.opt_d)
+            new = sched.advance(state.batch_size)  # the bound wrappers and optimizers follow
             bar.update(new.nimg - state.nimg)
             stage_end = new.stage != state.stage
             if new.nimg >= run.next_tick_nimg or stage_end or sched.done:
@@ -501,16 +510,16 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                 record = {"tick": run.tick, "kimg": round(new.kimg, 3), "stage": state.stage, "resolution": state.resolution,
                           "phase": state.phase, "alpha": round(state.alpha, 5), "batch_size": state.batch_size,
                           "lr": state.lr, "img_per_s": round(rate, 2), "seconds": round(now - started, 2),
-                          "skipped_steps": run.skipped_steps, **{k: round(v, 5) for k, v in stats.items()}}
+                          "skipped_steps": run.skipped_steps, **{k: round(float(v), 5) for k, v in stats.items()}}
                 bar.set_postfix_str(f"{state.resolution}² {state.phase} α={state.alpha:.2f} "
-                                    f"d={stats['d_loss']:.3f} g={stats['g_loss']:.3f} {rate:.0f} img/s", refresh=False)
+                                    f"d={record['d_loss']:.3f} g={record['g_loss']:.3f} {rate:.0f} img/s", refresh=False)
                 if main_rank:
                     assert log is not None
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     if bar.disable:
                         print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
-                    save_grid(run, state, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
+                    save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
                     if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
                         write_checkpoint(run)
     finally:
