@@ -34,7 +34,8 @@ class _GrowthWrapper(nn.Module):
         self.resolutions = resolutions
         self.register_buffer("alpha", torch.ones(()), persistent=False)
         self._resolution: Optional[int] = None
-        self._alpha_value = 1.0
+        self._fading = False  # what forward branches on: changes at phase boundaries only
+        self._alpha_value = 1.0  # for reporting; never read in forward, so torch.compile does not guard on it
 
     @property
     def growth_state(self) -> Optional[GrowthState]:
@@ -59,6 +60,7 @@ class _GrowthWrapper(nn.Module):
                 f"{res // 2} (resolutions {self.resolutions}); the first stage is stable only"
             )
         self._resolution = res
+        self._fading = state.is_fading
         if state.alpha != self._alpha_value:
             self.alpha.fill_(state.alpha)
             self._alpha_value = state.alpha
@@ -71,7 +73,7 @@ class _GrowthWrapper(nn.Module):
                 f"{type(self).__name__} has no growth state: call it as module(x, state), or keep it in step "
                 "with a scheduler through progrow.bind(scheduler, module)"
             )
-        return self._resolution, self._alpha_value < 1.0
+        return self._resolution, self._fading
 
     def extra_repr(self) -> str:
         state = "unset" if self._resolution is None else f"{self._resolution}, alpha={self._alpha_value:.4f}"

@@ -240,3 +240,11 @@ def test_a_run_folder_is_not_reused_for_other_data(tmp_path, capsys):
     other = [a if a != "synthetic:0:256" else "synthetic:1:256" for a in FAST]
     assert train_main([*other, "--out", str(out), "--kimg", "0.016"]) == 2
     assert "was trained on synthetic:0:256" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_generator_trains(tmp_path):
+    out = tmp_path / "compiled"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--compile"]) == 0
+    log = _read_log(out)
+    assert log[-1]["kimg"] == 0.096 and all(r["skipped_steps"] == 0 for r in log)

@@ -1,0 +1,122 @@
+"""Checkpoint files: atomic writes, safe loading, fallback past broken files, pruning, RNG state."""
+
+from __future__ import annotations
+
+import errno
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from progrow.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+
+def _payload(value: float) -> dict:
+    return {"weights": torch.full((3,), value), "step": int(value), "name": "x", "nested": {"a": [1, 2.5]}}
+
+
+def test_round_trip_and_latest_pointer(tmp_path):
+    path = save_checkpoint(_payload(1.0), checkpoint_path(tmp_path, 1000))
+    assert path.name == "checkpoint-000000001000.pt"
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded["weights"], torch.full((3,), 1.0)) and loaded["nested"] == {"a": [1, 2.5]}
+    assert (tmp_path / "latest").read_text().strip() == path.name
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_newest_unreadable_checkpoint_falls_back_with_one_warning(tmp_path):
+    for n in (1, 2):
+        save_checkpoint(_payload(float(n)), checkpoint_path(tmp_path, n))
+    newest = save_checkpoint(_payload(3.0), checkpoint_path(tmp_path, 3))
+    truncated = newest.read_bytes()[:200]
+    for broken in (b"", b"garbage" * 10, truncated):
+        newest.write_bytes(broken)
+        with pytest.warns(RuntimeWarning, match=f"skipping unreadable checkpoint: {newest}") as record:
+            path, payload = latest_checkpoint(tmp_path)
+        assert len(record) == 1 and path == checkpoint_path(tmp_path, 2) and payload["step"] == 2
+
+
+def test_truncated_checkpoint_is_an_error_naming_the_path(tmp_path):
+    path = save_checkpoint(_payload(1.0), checkpoint_path(tmp_path, 1))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=f"{path}: not a readable checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"the file is empty \(0 bytes\)"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Exploit:
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(_Exploit.marker),))
+
+
+def test_a_pickle_payload_is_refused_without_running_it(tmp_path):
+    _Exploit.marker = str(tmp_path / "pwned")
+    path = tmp_path / "checkpoint-000000000001.pt"
+    torch.save({"evil": _Exploit()}, path, pickle_module=pickle)
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(CheckpointError, match="refuses to execute"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_disk_full_names_the_directory_and_keeps_earlier_checkpoints(tmp_path, monkeypatch):
+    good = save_checkpoint(_payload(1.0), checkpoint_path(tmp_path, 1))
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError, match=f"in {tmp_path}: No space left on device"):
+        save_checkpoint(_payload(2.0), checkpoint_path(tmp_path, 2))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name, "latest"]
+    assert load_checkpoint(good)["step"] == 1 and (tmp_path / "latest").read_text().strip() == good.name
+
+
+def test_leftover_temporary_files_are_ignored_and_removed(tmp_path):
+    save_checkpoint(_payload(1.0), checkpoint_path(tmp_path, 1))
+    leftover = tmp_path / ".checkpoint-000000000002.pt.tmp-999"
+    leftover.write_bytes(b"half a checkpoint")
+    assert list_checkpoints(tmp_path) == [checkpoint_path(tmp_path, 1)]
+    assert not leftover.exists()
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    for n in range(1, 6):
+        save_checkpoint(_payload(float(n)), checkpoint_path(tmp_path, n * 100))
+    removed = prune_checkpoints(tmp_path, keep=2)
+    assert [p.name for p in removed] == [checkpoint_path(tmp_path, n * 100).name for n in (1, 2, 3)]
+    assert list_checkpoints(tmp_path) == [checkpoint_path(tmp_path, 400), checkpoint_path(tmp_path, 500)]
+    with pytest.raises(ValueError, match="keep must be ≥ 1"):
+        prune_checkpoints(tmp_path, keep=0)
+
+
+def test_rng_state_survives_a_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    random.random(), np.random.randn(), torch.randn(2)
+    path = save_checkpoint({"rng": capture_rng_state()}, checkpoint_path(tmp_path, 1))
+    expected = (random.random(), np.random.randn(3).tolist(), torch.randn(4))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    restore_rng_state(load_checkpoint(path)["rng"])
+    got = (random.random(), np.random.randn(3).tolist(), torch.randn(4))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
