@@ -59,8 +59,8 @@ def test_state_at_is_pure_and_alpha_is_well_formed(cfg, nimg, other):
         end = sched.state_at(span.end_nimg)
         if sched.span_at(span.end_nimg).stage == span.stage:  # not when a 0-kimg stable phase was dropped
             assert end.alpha == 1.0 and end.phase == "stable" and end.resolution == first.resolution
-        else:
-            assert end.resolution == 2 * first.resolution and end.stage == span.stage + 1
+        else:  # the next non-empty phase belongs to a later stage
+            assert end.stage > span.stage and end.resolution > first.resolution
 
 
 @settings(max_examples=200, deadline=None)
