@@ -70,6 +70,20 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return direction * torch.lerp(na, nb, t)
 
 
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load_or_none(source: str) -> Optional[pg.ProgressiveGenerator]:
+    """`load_any`, with a failure printed as one error line (None then)."""
+    try:
+        return load_any(source)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        _fail(str(exc))
+        return None
+
+
 def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="progrow generate", description="Write images sampled from a trained generator (G_ema).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -80,12 +94,9 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--label", type=int, default=None, help="class label for a conditional generator")
     args = p.parse_args(argv)
     if args.n < 1:
-        print(f"error: --n: expected an int ≥ 1, got {args.n}", file=sys.stderr)
-        return 2
-    try:
-        G = load_any(args.source)
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return _fail(f"--n: expected an int ≥ 1, got {args.n}")
+    G = _load_or_none(args.source)
+    if G is None:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,15 +122,11 @@ def interpolate_main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        print(f"error: --seeds: expected comma-separated ints, got {args.seeds!r}", file=sys.stderr)
-        return 2
+        return _fail(f"--seeds: expected comma-separated ints, got {args.seeds!r}")
     if len(seeds) < 2 or args.steps < 1:
-        print("error: --seeds needs at least two seeds and --steps at least 1", file=sys.stderr)
-        return 2
-    try:
-        G = load_any(args.source)
-    except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return _fail("--seeds needs at least two seeds and --steps at least 1")
+    G = _load_or_none(args.source)
+    if G is None:
         return 2
     keys = _latents(G, seeds)
     frames = [slerp(keys[i], keys[i + 1], k / args.steps) for i in range(len(seeds) - 1) for k in range(args.steps)]
