@@ -33,3 +33,32 @@ def test_stop_and_resume_inside_a_fade_equals_an_uninterrupted_run(tmp_path):
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.096"]) == 0  # stops mid-fade into 8²
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0  # resumes from the 0.096 checkpoint
     _assert_same(_final(straight), _final(split))
+
+
+def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    split, straight = tmp_path / "split", tmp_path / "straight"
+    cmd = [sys.executable, "-m", "progrow.adapters.progan.train", *FAST, "--out", str(split), "--kimg", "50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = split / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    stopped = _final(split)["scheduler"]["nimg"]
+    assert "stopped by signal 15" in out and stopped >= 4 * 32
+    target = f"{(stopped + 48) / 1000:.3f}"
+    assert train_main([*FAST, "--out", str(split), "--kimg", target]) == 0
+    assert train_main([*FAST, "--out", str(straight), "--kimg", target]) == 0
+    _assert_same(_final(straight), _final(split))
+
+
+def test_unknown_stop_signal_is_a_usage_error(tmp_path, capsys):
+    assert train_main([*FAST, "--out", str(tmp_path / "x"), "--stop-signals", "TERM,NOPE"]) == 2
+    assert "--stop-signals: unknown signal 'NOPE'" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_grads", "broadcast_module", "barrier"]
+__all__ = ["DistInfo", "init_distributed", "all_reduce_grads", "broadcast_module", "barrier", "any_rank"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,12 @@ def barrier(info: DistInfo) -> None:
     """Wait until every rank gets here (a no-op on one process)."""
     if info.enabled:
         dist.barrier()
+
+
+def any_rank(value: int, info: DistInfo, device: torch.device) -> int:
+    """The largest of `value` over all ranks (a collective: every rank calls it at the same step)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 
 import progrow as pg
-from progrow.adapters.progan.distributed import DistInfo, all_reduce_grads, barrier, broadcast_module, init_distributed
+from progrow.adapters.progan.distributed import DistInfo, all_reduce_grads, any_rank, barrier, broadcast_module, init_distributed
 from progrow.adapters.progan.export import export_generator, generator_kwargs
 from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator
 from progrow.adapters.progan.presets import PRESETS, ProGANPreset, get_preset
+from progrow.adapters.progan.signals import StopSignals, parse_signals
 from progrow.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-growing", action="store_true", help="train at the final resolution from the start (the paper's non-progressive baseline)")
     p.add_argument("--checkpoint-ticks", type=int, default=None, help="a checkpoint every N ticks (default: the preset's)")
     p.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept on disk (default: the preset's)")
+    p.add_argument("--stop-signals", default="TERM",
+                   help="signals that end training after the current step with a checkpoint (exit code 128 + signal), e.g. TERM,USR1")
     p.add_argument("--tick-kimg", type=float, default=None, help="kimg between ticks (log line + grid); default: the preset's per-resolution table")
     return p
 
@@ -105,6 +108,7 @@ class Options:
     no_growing: bool
     crop: str = "center"
     upscale: bool = False
+    stop_signals: tuple = ()
     dist: DistInfo = field(default_factory=DistInfo)
 
     def identity(self) -> dict[str, Any]:
@@ -166,13 +170,18 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     out = Path(args.out) if args.out else Path("runs") / preset.name
+    try:
+        stop_signals = parse_signals(args.stop_signals)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.resume not in ("auto", "none") and not Path(args.resume).is_file():
         raise UsageError(f"--resume: {args.resume}: no such checkpoint file (or use 'auto' / 'none')")
     if args.resume == "none" and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise UsageError(f"--resume none: {out} already holds checkpoints; choose another --out or resume")
     return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
                    channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
-                   no_growing=args.no_growing, crop=args.crop, upscale=args.upscale, dist=dist)
+                   no_growing=args.no_growing, crop=args.crop, upscale=args.upscale,
+                   stop_signals=stop_signals, dist=dist)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -230,6 +239,7 @@ class Run:
     tick: int = 0
     next_tick_nimg: int = 0
     skipped_steps: int = 0
+    stopped_by: Optional[int] = None  # the signal that ended training early, if any
     G_forward: Optional[Callable[..., torch.Tensor]] = None
 
 
@@ -492,7 +502,9 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
     log = (opts.out / "log.jsonl").open("a") if main_rank else None
     started, tick_start_nimg, tick_start_time = time.perf_counter(), sched.nimg, time.perf_counter()
     stats: dict[str, torch.Tensor] = {}
+    stop = StopSignals(opts.stop_signals)
     try:
+        stop.__enter__()
         while not sched.done:
             state = sched.state
             if run.next_tick_nimg == 0:
@@ -522,7 +534,15 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                     save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
                     if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
                         write_checkpoint(run)
+            signum = any_rank(stop.received or 0, opts.dist, opts.device)  # every rank stops at the same step
+            if signum:
+                run.stopped_by = signum
+                if main_rank:
+                    path = write_checkpoint(run)
+                    print(f"stopped by signal {signum} at {sched.nimg / 1000:.3f} kimg; checkpoint {path}", flush=True)
+                return run
     finally:
+        stop.__exit__()
         bar.close()
         if log is not None:
             log.close()
@@ -546,8 +566,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    train(opts, dataset, resume)
-    return 0
+    run = train(opts, dataset, resume)
+    return 0 if run.stopped_by is None else 128 + run.stopped_by
 
 
 if __name__ == "__main__":
