@@ -13,10 +13,14 @@ def main() -> None:
     args = T.build_parser().parse_args(["--out", out, "--device", "cpu", *extra])
     dist = T.init_distributed("cpu")
     opts = T.resolve_options(args, dist)
-    run = T.train(opts, T.open_dataset(opts), None)
+    resume = T.find_resume(opts)
+    if resume is not None:
+        T.check_resumable(resume[1], opts, resume[0])
+    run = T.train(opts, T.open_dataset(opts), resume)
     torch.save(
         {"G": run.G.state_dict(), "D": run.D.state_dict(), "G_ema": run.ema.module.state_dict(),
-         "nimg": run.scheduler.nimg, "world_size": dist.world_size},
+         "nimg": run.scheduler.nimg, "world_size": dist.world_size,
+         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(), "sampler": run.sampler.state_dict()},
         f"{out}/rank{dist.rank}.pt",
     )
 

@@ -22,15 +22,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_ranks_stay_identical_through_a_stage_change(tmp_path):
-    out = tmp_path / "ddp"
+def _torchrun(out, kimg: str) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(HERE / "ddp_worker.py"), str(out),
            "--preset", "cpu-demo", "--data", "synthetic:0:128", "--phase-kimg", "0.064", "--tick-kimg", "0.064",
-           "--kimg", "0.16"]
+           "--kimg", kimg]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
+def _ranks(out):
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def test_two_ranks_stay_identical_through_a_stage_change(tmp_path):
+    out = tmp_path / "ddp"
+    _torchrun(out, "0.16")
+    r0, r1 = _ranks(out)
     assert r0["world_size"] == r1["world_size"] == 2 and r0["nimg"] == r1["nimg"] == 160
     for key in ("G", "D", "G_ema"):
         assert r0[key].keys() == r1[key].keys()
@@ -40,6 +48,18 @@ def test_two_ranks_stay_identical_through_a_stage_change(tmp_path):
     assert (out / "checkpoints" / "checkpoint-000000000064.pt").is_file()
     log = (out / "log.jsonl").read_text().splitlines()
     assert any('"resolution": 8' in line for line in log)
+
+
+def test_two_rank_resume_equals_an_uninterrupted_two_rank_run(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    _torchrun(straight, "0.16")
+    _torchrun(split, "0.096")
+    _torchrun(split, "0.16")
+    for a, b in zip(_ranks(straight), _ranks(split)):
+        assert a["nimg"] == b["nimg"] == 160 and a["sampler"] == b["sampler"]
+        for key in ("G", "D", "G_ema"):
+            for name in a[key]:
+                assert torch.equal(a[key][name], b[key][name]), f"rank state {key}.{name} differs after resume"
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused():

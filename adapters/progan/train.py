@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 
 import progrow as pg
-from progrow.adapters.progan.distributed import DistInfo, all_reduce_grads, any_rank, barrier, broadcast_module, init_distributed
+from progrow.adapters.progan.distributed import (
+    DistInfo,
+    all_reduce_grads,
+    any_rank,
+    barrier,
+    broadcast_module,
+    gather_objects,
+    init_distributed,
+)
 from progrow.adapters.progan.export import export_generator, generator_kwargs
 from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator
 from progrow.adapters.progan.presets import PRESETS, ProGANPreset, get_preset
@@ -275,7 +283,7 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     return run
 
 
-def checkpoint_payload(run: Run) -> dict[str, Any]:
+def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "identity": run.opts.identity(),
@@ -289,7 +297,7 @@ def checkpoint_payload(run: Run) -> dict[str, Any]:
         "scaler": run.scaler.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "sampler": run.sampler.state_dict(),
-        "rng": capture_rng_state(),
+        "rng": rng,  # one entry per rank
         "progress": {"tick": run.tick, "next_tick_nimg": run.next_tick_nimg, "skipped_steps": run.skipped_steps},
     }
 
@@ -327,8 +335,9 @@ def restore(run: Run, payload: dict[str, Any]) -> None:
     run.sampler.load_state_dict(payload["sampler"])
     progress = payload["progress"]
     run.tick, run.next_tick_nimg, run.skipped_steps = progress["tick"], progress["next_tick_nimg"], progress["skipped_steps"]
-    if run.opts.dist.world_size == 1:
-        restore_rng_state(payload["rng"])
+    rng = payload["rng"]
+    if len(rng) == run.opts.dist.world_size:  # a different number of ranks cannot continue their streams
+        restore_rng_state(rng[run.opts.dist.rank])
 
 
 def find_resume(opts: Options) -> Optional[tuple[Path, dict[str, Any]]]:
@@ -468,9 +477,13 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: Optional
     Image.fromarray(array[:, :, 0] if c == 1 else array, mode=mode).save(path)
 
 
-def write_checkpoint(run: Run) -> Path:
+def write_checkpoint(run: Run) -> Optional[Path]:
+    """Checkpoint on rank 0, with every rank's RNG state (a collective: all ranks call it at the same step)."""
+    rng = gather_objects(capture_rng_state(), run.opts.dist)
+    if not run.opts.dist.is_main:
+        return None
     directory = run.opts.out / "checkpoints"
-    path = save_checkpoint(checkpoint_payload(run), checkpoint_path(directory, run.scheduler.nimg))
+    path = save_checkpoint(checkpoint_payload(run, rng), checkpoint_path(directory, run.scheduler.nimg))
     prune_checkpoints(directory, keep=run.opts.preset.keep_checkpoints)
     return path
 
@@ -532,13 +545,13 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                     if bar.disable:
                         print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
                     save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
-                    if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
-                        write_checkpoint(run)
+                if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
+                    write_checkpoint(run)
             signum = any_rank(stop.received or 0, opts.dist, opts.device)  # every rank stops at the same step
             if signum:
                 run.stopped_by = signum
+                path = write_checkpoint(run)
                 if main_rank:
-                    path = write_checkpoint(run)
                     print(f"stopped by signal {signum} at {sched.nimg / 1000:.3f} kimg; checkpoint {path}", flush=True)
                 return run
     finally:
