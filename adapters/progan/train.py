@@ -56,6 +56,10 @@ __all__ = ["main", "build_parser", "UsageError"]
 FORMAT = "progrow.progan/1"
 
 
+class Diverged(Exception):
+    """Training kept producing non-finite gradients through every allowed rollback (exit code 3)."""
+
+
 class UsageError(Exception):
     """Bad command-line input, found before any model is built; printed without a traceback, exit code 2."""
 
@@ -95,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept on disk (default: the preset's)")
     p.add_argument("--stop-signals", default="TERM",
                    help="signals that end training after the current step with a checkpoint (exit code 128 + signal), e.g. TERM,USR1")
+    p.add_argument("--max-bad-steps", type=int, default=20,
+                   help="consecutive steps with non-finite gradients (updates skipped) before rolling back to the last good checkpoint")
+    p.add_argument("--max-rollbacks", type=int, default=3,
+                   help="rollbacks before training stops as diverged (exit code 3)")
     p.add_argument("--tick-kimg", type=float, default=None, help="kimg between ticks (log line + grid); default: the preset's per-resolution table")
     return p
 
@@ -117,6 +125,8 @@ class Options:
     crop: str = "center"
     upscale: bool = False
     stop_signals: tuple = ()
+    max_bad_steps: int = 20
+    max_rollbacks: int = 3
     dist: DistInfo = field(default_factory=DistInfo)
 
     def identity(self) -> dict[str, Any]:
@@ -178,6 +188,9 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     out = Path(args.out) if args.out else Path("runs") / preset.name
+    for name in ("max_bad_steps", "max_rollbacks"):
+        if getattr(args, name) < (1 if name == "max_bad_steps" else 0):
+            raise UsageError(f"--{name.replace('_', '-')}: expected an int ≥ {1 if name == 'max_bad_steps' else 0}, got {getattr(args, name)}")
     try:
         stop_signals = parse_signals(args.stop_signals)
     except ValueError as exc:
@@ -189,7 +202,8 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
                    channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
                    no_growing=args.no_growing, crop=args.crop, upscale=args.upscale,
-                   stop_signals=stop_signals, dist=dist)
+                   stop_signals=stop_signals, max_bad_steps=args.max_bad_steps, max_rollbacks=args.max_rollbacks,
+                   dist=dist)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -248,6 +262,9 @@ class Run:
     next_tick_nimg: int = 0
     skipped_steps: int = 0
     stopped_by: Optional[int] = None  # the signal that ended training early, if any
+    last_step_ok: bool = True  # False when the last step skipped an update (non-finite gradients)
+    bad_streak: int = 0  # consecutive skipped steps
+    rollbacks: int = 0  # rollbacks to the last good checkpoint in this process
     G_forward: Optional[Callable[..., torch.Tensor]] = None
 
 
@@ -444,7 +461,8 @@ def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
     D.requires_grad_(True)
     run.scaler.update()
     run.ema.update(run.G)
-    if not (d_ok and g_ok):
+    run.last_step_ok = d_ok and g_ok
+    if not run.last_step_ok:
         run.skipped_steps += 1
     stats = {f"d_{k}": v for k, v in d_out.terms.items()}
     stats.update(d_loss=d_loss.detach(), g_loss=g_loss.detach())
@@ -477,10 +495,35 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: Optional
     Image.fromarray(array[:, :, 0] if c == 1 else array, mode=mode).save(path)
 
 
+def _weights_finite(run: Run) -> bool:
+    tensors = [t for m in (run.G, run.D, run.ema.module) for t in m.parameters()]
+    return bool(torch.stack(torch._foreach_norm(tensors)).isfinite().all())
+
+
+def rollback(run: Run) -> None:
+    """Return to the newest good checkpoint after persistent non-finite gradients; raise `Diverged` past the limit."""
+    run.rollbacks += 1
+    if run.rollbacks > run.opts.max_rollbacks:
+        raise Diverged(f"{run.opts.max_bad_steps} consecutive non-finite steps after {run.opts.max_rollbacks} rollbacks "
+                       f"(at {run.scheduler.nimg / 1000:.3f} kimg); lower the learning rate or check the data")
+    found = latest_checkpoint(run.opts.out / "checkpoints")
+    if found is None:
+        raise Diverged(f"{run.opts.max_bad_steps} consecutive non-finite steps at {run.scheduler.nimg / 1000:.3f} kimg "
+                       "and no checkpoint to roll back to")
+    restore(run, found[1])
+    torch.manual_seed(run.opts.seed * 1_000_003 + 7919 * run.rollbacks + run.opts.dist.rank)  # other latents this time
+    run.bad_streak = 0
+    if run.opts.dist.is_main:
+        print(f"warning: rolled back to {found[0]} ({run.rollbacks}/{run.opts.max_rollbacks})", file=sys.stderr, flush=True)
+
+
 def write_checkpoint(run: Run) -> Optional[Path]:
     """Checkpoint on rank 0, with every rank's RNG state (a collective: all ranks call it at the same step)."""
     rng = gather_objects(capture_rng_state(), run.opts.dist)
     if not run.opts.dist.is_main:
+        return None
+    if not _weights_finite(run):
+        print(f"warning: non-finite weights at {run.scheduler.nimg} images; checkpoint not written", file=sys.stderr, flush=True)
         return None
     directory = run.opts.out / "checkpoints"
     path = save_checkpoint(checkpoint_payload(run, rng), checkpoint_path(directory, run.scheduler.nimg))
@@ -523,7 +566,13 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
             if run.next_tick_nimg == 0:
                 run.next_tick_nimg = int(p.tick_kimg_at(state.resolution) * 1000)
             stats = train_step(run, state)
+            run.bad_streak = 0 if run.last_step_ok else run.bad_streak + 1
             new = sched.advance(state.batch_size)  # the bound wrappers and optimizers follow
+            if run.bad_streak >= opts.max_bad_steps:
+                rollback(run)
+                bar.n = sched.nimg
+                tick_start_nimg, tick_start_time = sched.nimg, time.perf_counter()
+                continue
             bar.update(new.nimg - state.nimg)
             stage_end = new.stage != state.stage
             if new.nimg >= run.next_tick_nimg or stage_end or sched.done:
@@ -579,7 +628,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    run = train(opts, dataset, resume)
+    try:
+        run = train(opts, dataset, resume)
+    except Diverged as exc:
+        print(f"error: training diverged: {exc}", file=sys.stderr)
+        return 3
     return 0 if run.stopped_by is None else 128 + run.stopped_by
 
 
