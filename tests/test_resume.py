@@ -62,3 +62,31 @@ def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(
 def test_unknown_stop_signal_is_a_usage_error(tmp_path, capsys):
     assert train_main([*FAST, "--out", str(tmp_path / "x"), "--stop-signals", "TERM,NOPE"]) == 2
     assert "--stop-signals: unknown signal 'NOPE'" in capsys.readouterr().err
+
+
+def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp_path):
+    """SIGKILL (no chance to clean up) after 2, 5 and 7 ticks: inside the 4² stable phase, inside the fade
+    into 8² and just after the stage change; each time the same command line resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    args = [*FAST, "--kimg", "0.288", "--checkpoint-ticks", "1"]
+    cmd = [sys.executable, "-m", "progrow.adapters.progan.train", *args, "--out", str(killed)]
+    log = killed / "log.jsonl"
+    for ticks in (2, 5, 7):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and (not log.exists() or len(log.read_text().splitlines()) < ticks):
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert train_main([*args, "--out", str(straight)]) == 0
+    _assert_same(_final(straight), _final(killed))
+    ticks = [line for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert [__import__("json").loads(t)["kimg"] for t in ticks] == [
+        __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()]

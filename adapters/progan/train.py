@@ -538,12 +538,29 @@ def _progress_bar(run: Run) -> Any:
                 disable=None if run.opts.dist.is_main else True, dynamic_ncols=True, mininterval=1.0)
 
 
+def _truncate_log(path: Path, nimg: int) -> None:
+    """Drop log records written after the checkpoint being resumed (a killed run logs ticks it never saved)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if round(json.loads(line)["kimg"] * 1000) <= nimg:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(path)
+
+
 def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, dict[str, Any]]]) -> Run:
     run = build_run(opts, dataset)
     main_rank = opts.dist.is_main
     if resume is not None:
         restore(run, resume[1])
         if main_rank:
+            _truncate_log(opts.out / "log.jsonl", run.scheduler.nimg)
             print(f"resumed from {resume[0]} at {run.scheduler.nimg / 1000:.1f} kimg", flush=True)
     elif main_rank:
         opts.out.mkdir(parents=True, exist_ok=True)
