@@ -32,11 +32,25 @@ def _interpolate(argv: Sequence[str]) -> int:
     return interpolate_main(list(argv))
 
 
+def _metrics(argv: Sequence[str]) -> int:
+    from progrow.adapters.progan.metrics_cli import metrics_main
+
+    return metrics_main(list(argv))
+
+
+def _fid(argv: Sequence[str]) -> int:
+    from progrow.adapters.progan.metrics_cli import fid_main
+
+    return fid_main(list(argv))
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "dataset": (_dataset, "build a multi-resolution dataset cache from images, a zip, or the synthetic set"),
     "train": (_train, "train the reference ProGAN (same options as python -m progrow.adapters.progan.train)"),
     "generate": (_generate, "write images from a trained generator"),
     "interpolate": (_interpolate, "a latent interpolation strip and GIF"),
+    "metrics": (_metrics, "FID / KID / IS / SWD / MS-SSIM of a trained generator against a dataset"),
+    "fid": (_fid, "FID of a trained generator against a dataset (progrow metrics --metrics fid)"),
 }
 
 

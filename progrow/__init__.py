@@ -7,6 +7,7 @@ from progrow.blend import downsample2x, fade, fade_reals, resize_to, upsample2x
 from progrow.config import SCHEDULE_PRESETS, ResetPolicy, ScheduleConfig
 from progrow.data import DataError, ImageSampler, MultiResDataset, SyntheticShapes, build_cache, to_float
 from progrow.ema import EMA
+from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, swd
 from progrow.layers import EqualizedConv2d, EqualizedLinear, FromRGB, MinibatchStdDev, PixelNorm, ToRGB
 from progrow.losses import (
     LossOutput,
@@ -84,6 +85,12 @@ __all__ = [
     "to_float",
     "SyntheticShapes",
     "DataError",
+    # metrics (more in progrow.metrics)
+    "evaluate",
+    "compute_metrics",
+    "swd",
+    "ms_ssim",
+    "MissingWeightsError",
     # training helpers
     "EMA",
     "set_lr",

@@ -28,3 +28,13 @@ def test_minimal_loop_grows_4_to_16(tmp_path):
     assert visited == [(4, "stable"), (8, "fade"), (8, "stable"), (16, "fade"), (16, "stable")]
     assert [p["kimg"] for p in summary["phases"]] == [0.2, 0.4, 0.6, 0.8, 1.0]
     assert (tmp_path / "samples.png").stat().st_size > 100
+
+
+def test_fid_per_stage_scores_every_stage_end(tmp_path):
+    from progrow.metrics import write_random_inception_weights
+
+    weights = write_random_inception_weights(tmp_path / "inception.pth")
+    out = run_example("fid_per_stage.py", "--kimg", "0.05", "--samples", "8", "--inception-weights", str(weights))
+    results = json.loads(out.split("results:", 1)[1])
+    assert [r["resolution"] for r in results] == [4, 8, 16]
+    assert all(r["fid"] > 0 and r["swd"] > 0 for r in results)

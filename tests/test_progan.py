@@ -159,6 +159,8 @@ def test_bf16_autocast_step_has_finite_losses(tmp_path):
         (["--kimg", "-1"], "--kimg: expected a number > 0, got -1.0"),
         (["--phase-kimg", "0"], "--phase-kimg: expected a number > 0"),
         (["--checkpoint-ticks", "0"], "--checkpoint-ticks: expected an int ≥ 1, got 0"),
+        (["--metrics", "fid,fidd"], "--metrics: unknown metric(s) fidd; available: fid, kid, is, swd, ms_ssim"),
+        (["--inception-weights", "/nonexistent/w.pth"], "--inception-weights: /nonexistent/w.pth: no such file"),
     ],
 )
 def test_bad_input_is_a_clear_error_before_any_model_is_built(tmp_path, capsys, extra, message):
@@ -248,3 +250,42 @@ def test_compiled_generator_trains(tmp_path):
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--compile"]) == 0
     log = _read_log(out)
     assert log[-1]["kimg"] == 0.096 and all(r["skipped_steps"] == 0 for r in log)
+
+
+def test_swd_at_every_stage_end_in_the_log_and_a_plot(tmp_path):
+    out = tmp_path / "metrics"
+    args = [*FAST, "--out", str(out), "--kimg", "0.32", "--metrics", "swd,ms_ssim", "--metric-samples", "32"]
+    assert train_main(args) == 0
+    log = _read_log(out)
+    with_swd = [r for r in log if any(k.startswith("swd@") for k in r)]
+    # stage ends at 0.064 (4²), 0.192 (8²) and the end of the run (16² fading in at 0.32)
+    assert [(r["kimg"], r["resolution"]) for r in with_swd] == [(0.064, 4), (0.192, 8), (0.32, 16)]
+    for r in with_swd:
+        assert r[f"swd@{r['resolution']}"] > 0 and 0 <= r[f"ms_ssim@{r['resolution']}"] <= 1
+    assert (out / "plots" / "swd.png").stat().st_size > 1000
+
+
+def test_fid_at_a_stage_end_with_local_inception_weights(tmp_path):
+    from progrow.metrics import write_random_inception_weights
+
+    weights = write_random_inception_weights(tmp_path / "inception.pth")
+    out = tmp_path / "fid"
+    args = [*FAST, "--out", str(out), "--kimg", "0.064", "--metrics", "fid", "--metric-samples", "16",
+            "--inception-weights", str(weights)]
+    assert train_main(args) == 0
+    last = _read_log(out)[-1]
+    assert last["fid@4"] > 0 and "metrics_error" not in last
+
+
+def test_a_failing_metric_is_logged_and_training_continues(tmp_path, capsys, monkeypatch):
+    from progrow.adapters.progan import train as T
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no weights here")
+
+    monkeypatch.setattr(T, "evaluate", broken)
+    out = tmp_path / "broken"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--metrics", "fid"]) == 0
+    assert "warning: metrics fid failed at 4²: no weights here" in capsys.readouterr().err
+    log = _read_log(out)
+    assert log[-1]["kimg"] == 0.096 and any(r.get("metrics_error") == "no weights here" for r in log)

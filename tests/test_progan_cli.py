@@ -73,3 +73,26 @@ def test_export_is_safetensors_without_pickle(run_dir):
     header_len = int.from_bytes(data[:8], "little")
     assert data[8:9] == b"{" and b"to_rgb.8.weight" in data[8:8 + header_len]
     assert isinstance(load_generator(run_dir / "generator")[0], pg.ProgressiveGenerator)
+
+
+def test_metrics_command_prints_a_table_and_writes_json(run_dir, tmp_path, capsys):
+    import json
+
+    from progrow.metrics import write_random_inception_weights
+
+    weights = write_random_inception_weights(tmp_path / "inception.pth")
+    out = tmp_path / "scores.json"
+    code = progrow_main(["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "fid,swd",
+                         "--samples", "16", "--inception-weights", str(weights), "--json", str(out)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "fid" in table and "swd_8" in table and "(8², alpha 1, 16 samples)" in table
+    scores = json.loads(out.read_text())
+    assert scores["resolution"] == 8 and scores["fid"] > 0 and scores["swd"] > 0
+
+
+def test_fid_command_bad_input(run_dir, tmp_path, capsys):
+    assert progrow_main(["fid", "--from", str(run_dir), "--data", str(tmp_path / "none")]) == 2
+    assert str(tmp_path / "none") in capsys.readouterr().err
+    assert progrow_main(["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "fidd"]) == 2
+    assert "unknown or no metric(s) ['fidd']" in capsys.readouterr().err

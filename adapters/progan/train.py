@@ -37,6 +37,7 @@ from progrow.adapters.progan.distributed import (
 )
 from progrow.adapters.progan.export import export_generator, generator_kwargs
 from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator
+from progrow.adapters.progan.plots import plot_metrics
 from progrow.adapters.progan.presets import PRESETS, ProGANPreset, get_preset
 from progrow.adapters.progan.signals import StopSignals, parse_signals
 from progrow.checkpoint import (
@@ -49,6 +50,7 @@ from progrow.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from progrow.metrics import METRICS, evaluate
 from progrow.data import DataError, ImageSampler, MultiResDataset, build_cache, open_source, to_float
 
 __all__ = ["main", "build_parser", "UsageError"]
@@ -103,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consecutive steps with non-finite gradients (updates skipped) before rolling back to the last good checkpoint")
     p.add_argument("--max-rollbacks", type=int, default=3,
                    help="rollbacks before training stops as diverged (exit code 3)")
+    p.add_argument("--metrics", default="",
+                   help="comma-separated metrics of G_ema at every stage end, logged as NAME@RES: fid, kid, is, swd, ms_ssim")
+    p.add_argument("--metric-samples", type=int, default=10_000, help="generated images per metric evaluation")
+    p.add_argument("--metric-ticks", type=int, default=0, help="also evaluate the metrics every N ticks (0: at stage ends only)")
+    p.add_argument("--inception-weights", default=None,
+                   help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 file; default: its download cache)")
     p.add_argument("--tick-kimg", type=float, default=None, help="kimg between ticks (log line + grid); default: the preset's per-resolution table")
     return p
 
@@ -127,6 +135,10 @@ class Options:
     stop_signals: tuple = ()
     max_bad_steps: int = 20
     max_rollbacks: int = 3
+    metrics: tuple = ()
+    metric_samples: int = 10_000
+    metric_ticks: int = 0
+    inception_weights: Optional[str] = None
     dist: DistInfo = field(default_factory=DistInfo)
 
     def identity(self) -> dict[str, Any]:
@@ -191,6 +203,16 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     for name in ("max_bad_steps", "max_rollbacks"):
         if getattr(args, name) < (1 if name == "max_bad_steps" else 0):
             raise UsageError(f"--{name.replace('_', '-')}: expected an int ≥ {1 if name == 'max_bad_steps' else 0}, got {getattr(args, name)}")
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise UsageError(f"--metrics: unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
+    if args.metric_samples < 2:
+        raise UsageError(f"--metric-samples: expected an int ≥ 2, got {args.metric_samples}")
+    if args.metric_ticks < 0:
+        raise UsageError(f"--metric-ticks: expected an int ≥ 0, got {args.metric_ticks}")
+    if args.inception_weights is not None and not Path(args.inception_weights).is_file():
+        raise UsageError(f"--inception-weights: {args.inception_weights}: no such file")
     try:
         stop_signals = parse_signals(args.stop_signals)
     except ValueError as exc:
@@ -203,7 +225,8 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
                    channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
                    no_growing=args.no_growing, crop=args.crop, upscale=args.upscale,
                    stop_signals=stop_signals, max_bad_steps=args.max_bad_steps, max_rollbacks=args.max_rollbacks,
-                   dist=dist)
+                   metrics=metrics, metric_samples=args.metric_samples, metric_ticks=args.metric_ticks,
+                   inception_weights=args.inception_weights, dist=dist)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -538,6 +561,23 @@ def _progress_bar(run: Run) -> Any:
                 disable=None if run.opts.dist.is_main else True, dynamic_ncols=True, mininterval=1.0)
 
 
+def evaluate_metrics(run: Run, state: pg.GrowthState, dataset: MultiResDataset) -> dict[str, Any]:
+    """The `--metrics` of G_ema at `state`, keyed `name@resolution`; a failure is reported and training goes on."""
+    opts = run.opts
+    options: dict[str, Any] = {"num_samples": opts.metric_samples, "device": opts.device}
+    if any(m in ("fid", "kid", "is") for m in opts.metrics):
+        options.update(cache_dir=str(opts.out / "metric-cache"), weights_path=opts.inception_weights)
+    if run.num_classes:
+        options["labels"] = torch.arange(opts.metric_samples) % run.num_classes
+    try:
+        scores = evaluate(opts.metrics, run.ema.module, state, dataset, **options)
+    except Exception as exc:  # a metric must never end a training run
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"warning: metrics {','.join(opts.metrics)} failed at {state.resolution}²: {message}", file=sys.stderr, flush=True)
+        return {"metrics_error": message}
+    return {f"{name}@{state.resolution}": round(value, 6) for name, value in scores.items()}
+
+
 def _truncate_log(path: Path, nimg: int) -> None:
     """Drop log records written after the checkpoint being resumed (a killed run logs ticks it never saved)."""
     if not path.is_file():
@@ -576,6 +616,7 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
     started, tick_start_nimg, tick_start_time = time.perf_counter(), sched.nimg, time.perf_counter()
     stats: dict[str, torch.Tensor] = {}
     stop = StopSignals(opts.stop_signals)
+    warned_plots = False
     try:
         stop.__enter__()
         while not sched.done:
@@ -604,6 +645,9 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                           "skipped_steps": run.skipped_steps, **{k: round(float(v), 5) for k, v in stats.items()}}
                 bar.set_postfix_str(f"{state.resolution}² {state.phase} α={state.alpha:.2f} "
                                     f"d={record['d_loss']:.3f} g={record['g_loss']:.3f} {rate:.0f} img/s", refresh=False)
+                metrics_due = opts.metrics and (stage_end or sched.done or (opts.metric_ticks and run.tick % opts.metric_ticks == 0))
+                if main_rank and metrics_due:
+                    record.update(evaluate_metrics(run, state, dataset))
                 if main_rank:
                     assert log is not None
                     log.write(json.dumps(record) + "\n")
@@ -611,6 +655,9 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                     if bar.disable:
                         print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
                     save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
+                    if metrics_due and plot_metrics(opts.out / "log.jsonl", opts.out / "plots") is None and not warned_plots:
+                        print("notice: matplotlib is not installed, so no metric plots (pip install 'progrow-gan[plots]')", flush=True)
+                        warned_plots = True
                 if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
                     write_checkpoint(run)
             signum = any_rank(stop.received or 0, opts.dist, opts.device)  # every rank stops at the same step
