@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when --data is an image folder or zip: crop non-square images to their centred square, or refuse them")
     p.add_argument("--upscale", action="store_true",
                    help="when --data is an image folder or zip: enlarge images smaller than the preset's resolution instead of refusing them")
+    p.add_argument("--bad-images", default="error", choices=["error", "skip"],
+                   help="when --data is an image folder or zip: undecodable images stop the run before training (listed), or are skipped and recorded")
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>); resuming happens from here")
     p.add_argument("--kimg", type=float, default=None, help="stop after this many thousand images (default: the end of the preset's schedule)")
     p.add_argument("--phase-kimg", type=float, default=None, help="override the length of every fade and stable phase, in kimg")
@@ -132,6 +134,7 @@ class Options:
     no_growing: bool
     crop: str = "center"
     upscale: bool = False
+    bad_images: str = "error"
     stop_signals: tuple = ()
     max_bad_steps: int = 20
     max_rollbacks: int = 3
@@ -223,7 +226,7 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         raise UsageError(f"--resume none: {out} already holds checkpoints; choose another --out or resume")
     return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
                    channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
-                   no_growing=args.no_growing, crop=args.crop, upscale=args.upscale,
+                   no_growing=args.no_growing, crop=args.crop, upscale=args.upscale, bad_images=args.bad_images,
                    stop_signals=stop_signals, max_bad_steps=args.max_bad_steps, max_rollbacks=args.max_rollbacks,
                    metrics=metrics, metric_samples=args.metric_samples, metric_ticks=args.metric_ticks,
                    inception_weights=args.inception_weights, dist=dist)
@@ -246,7 +249,7 @@ def open_dataset(opts: Options) -> MultiResDataset:
         source = path
     cache = opts.out / "dataset"
     if opts.dist.is_main and not (cache / "meta.json").is_file():
-        build_cache(source, cache, resolution=res, crop=opts.crop, upscale=opts.upscale)
+        build_cache(source, cache, resolution=res, crop=opts.crop, upscale=opts.upscale, bad_images=opts.bad_images)
     barrier(opts.dist)  # the other ranks wait for rank 0's cache
     dataset = MultiResDataset(cache)
     with open_source(source) as src:

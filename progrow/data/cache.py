@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional, Union
+from typing import Any, BinaryIO, Callable, Literal, Optional, Union
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from progrow.data.layout import FORMAT_NAME, FORMAT_VERSION, LABELS_FILE, META_F
 from progrow.data.resize import Crop, check_crop
 from progrow.data.sources import Channels, SourceSpec, check_channels, open_source
 from progrow.state import is_power_of_two
+
+BadImagePolicy = Literal["error", "skip"]
+BAD_IMAGE_POLICIES = ("error", "skip")
 
 __all__ = ["build_cache", "box_downsample_u8"]
 
@@ -48,6 +51,7 @@ def build_cache(
     channels: Channels = "keep",
     upscale: bool = False,
     max_images: Optional[int] = None,
+    bad_images: BadImagePolicy = "error",
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> Path:
     """Build the multi-resolution cache of `source` in `out_dir` and return its path.
@@ -59,6 +63,11 @@ def build_cache(
     level the 2×2 integer box filter of the one above. The cache is built in `out_dir.tmp-<pid>` and
     renamed to `out_dir` when complete, so an interrupted build leaves no `out_dir`. `out_dir` must not
     exist or be an empty folder. `progress(done, total)` is called after each image.
+
+    Every image is fully decoded once. Images that cannot be read (zero bytes, truncated, not an image)
+    are collected, all of them, by path: `bad_images="error"` then raises one `DataError` listing every
+    one, before anything is written; `"skip"` leaves them out (the order of the others is kept, so the
+    result is deterministic) and records them under `skipped` in `meta.json`.
     """
     if not is_power_of_two(resolution):
         raise DataError(f"resolution (--resolution): expected a power of two (4, 8, …, 1024), got {resolution!r}")
@@ -68,13 +77,16 @@ def build_cache(
         )
     check_crop(crop)
     check_channels(channels)
+    if bad_images not in BAD_IMAGE_POLICIES:
+        raise DataError(f"bad_images (--bad-images): expected one of {', '.join(BAD_IMAGE_POLICIES)}, got {bad_images!r}")
     if not isinstance(upscale, bool):
         raise DataError(f"upscale (--upscale): expected True or False, got {upscale!r}")
     out = Path(out_dir)
     _check_out_dir(out)
     resolutions = tuple(min_resolution << k for k in range(int(math.log2(resolution // min_resolution)) + 1))
     with open_source(source, max_images=max_images) as src:
-        num_channels = src.scan(resolution, crop=crop, channels=channels, upscale=upscale)
+        unreadable: dict[int, str] = {}
+        num_channels = src.scan(resolution, crop=crop, channels=channels, upscale=upscale, unreadable=unreadable)
         num_images = len(src)
         labels = src.labels
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,27 +99,45 @@ def build_cache(
             with contextlib.ExitStack() as stack:
                 files: dict[int, BinaryIO] = {r: stack.enter_context(open(tmp / level_file(r), "wb")) for r in resolutions}
                 for index in range(num_images):
-                    image = src.load(index, resolution, crop=crop, num_channels=num_channels, upscale=upscale)
+                    if progress is not None:
+                        progress(index + 1, num_images)
+                    if index in unreadable:
+                        continue
+                    try:
+                        image = src.load(index, resolution, crop=crop, num_channels=num_channels, upscale=upscale)
+                    except DataError as exc:  # decodes past its header, then fails: truncated or corrupt
+                        unreadable[index] = str(exc)
+                        continue
+                    if unreadable and bad_images == "error":
+                        continue  # the build will fail: only look for further bad images
                     hasher.update(image.tobytes())
                     for r in reversed(resolutions):
                         files[r].write(image.tobytes())
                         if r > min_resolution:
                             image = box_downsample_u8(image)
-                    if progress is not None:
-                        progress(index + 1, num_images)
                 for file in files.values():
                     file.flush()
                     os.fsync(file.fileno())
+            if unreadable:
+                lines = "\n".join(f"  - {unreadable[i]}" for i in sorted(unreadable))
+                if bad_images == "error" or len(unreadable) == num_images:
+                    raise DataError(f"{len(unreadable)} of {num_images} images cannot be read "
+                                    f"(bad_images={bad_images!r}; --bad-images skip leaves them out):\n{lines}")
+            kept = [i for i in range(num_images) if i not in unreadable]
+            if labels is not None:
+                labels = labels[kept]
             if labels is not None:
                 labels = labels.astype("<i8")
                 hasher.update(labels.tobytes())
                 np.save(tmp / LABELS_FILE, labels)
-            meta = _meta(src.description, num_images, num_channels, resolutions, hasher.hexdigest(), labels is not None)
+            meta = _meta(src.description, len(kept), num_channels, resolutions, hasher.hexdigest(), labels is not None)
+            meta["skipped"] = [{"name": src.names[i], "reason": unreadable[i]} for i in sorted(unreadable)]
             meta["policies"] = {
                 "crop": crop,
                 "channels": channels,
                 "upscale": upscale,
                 "max_images": max_images,
+                "bad_images": bad_images,
                 "resize": RESIZE_RULE,
                 "pyramid": PYRAMID_RULE,
             }

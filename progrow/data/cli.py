@@ -88,6 +88,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         help="enlarge images smaller than R with LANCZOS instead of failing (default: off)",
     )
     parser.add_argument(
+        "--bad-images", choices=("error", "skip"), default="error",
+        help="images that cannot be decoded: error lists them all and writes nothing; skip leaves them out "
+             "and records them in meta.json (default: error)",
+    )
+    parser.add_argument(
         "--max-images", type=_positive_int, default=None, metavar="N",
         help="use only the first N images in source order (default: all)",
     )
@@ -112,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) ->
             channels=args.channels,
             upscale=args.upscale,
             max_images=args.max_images,
+            bad_images=args.bad_images,
             progress=progress,
         )
         dataset = MultiResDataset(out)

@@ -84,10 +84,13 @@ class ImageSource(ABC):
         return len(self.names)
 
     @abstractmethod
-    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False) -> int:
+    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
+             unreadable: Optional[dict[int, str]] = None) -> int:
         """Check every image against the policy without decoding pixels; the dataset's channel count (1 or 3).
 
-        Raises one `DataError` listing the images (up to five, with their sizes) that cannot be used.
+        Raises one `DataError` listing the images (up to five, with their sizes) that cannot be used. An
+        image whose header cannot be read raises too, unless `unreadable` is given: then it is recorded
+        there (index → reason) and left out of the checks.
         """
 
     @abstractmethod
@@ -138,18 +141,23 @@ class _FileSource(ImageSource):
     def _where(self, name: str) -> str:
         """How to name image `name` in a message (a full path)."""
 
-    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False) -> int:
+    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
+             unreadable: Optional[dict[int, str]] = None) -> int:
         check_crop(crop)
         check_channels(channels)
         _check_resolution(resolution)
         problems: list[str] = []
         counts = set()
-        for name in self._names:
+        for index, name in enumerate(self._names):
             try:
                 with self._open(name, header_only=True) as file, Image.open(file) as image:
                     mode, size = image.mode, image.size
             except Exception as exc:  # Pillow raises many types for broken files
-                raise DataError(f"{self._where(name)}: cannot read the image ({type(exc).__name__}: {exc})") from None
+                reason = f"{self._where(name)}: cannot read the image ({type(exc).__name__}: {exc})"
+                if unreadable is None:
+                    raise DataError(reason) from None
+                unreadable[index] = reason
+                continue
             counts.add(mode_channels(mode))
             problem = size_problem(self._where(name), size, resolution, crop=crop, upscale=upscale)
             if problem:
@@ -256,7 +264,8 @@ class SyntheticSource(ImageSource):
     def names(self) -> tuple[str, ...]:
         return self._names
 
-    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False) -> int:
+    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
+             unreadable: Optional[dict[int, str]] = None) -> int:
         check_crop(crop)
         check_channels(channels)
         _check_resolution(resolution)
