@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from progrow.adapters.progan.train import main as train_main
@@ -90,3 +91,36 @@ def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp
     ticks = [line for line in (killed / "log.jsonl").read_text().splitlines()]
     assert [__import__("json").loads(t)["kimg"] for t in ticks] == [
         __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()]
+
+
+DROPPABLE = ["torch_rng", "opt_g", "opt_d", "G_ema", "sampler", "scheduler"]
+
+
+@pytest.mark.parametrize("dropped", DROPPABLE)
+def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
+    """Mutation test: restoring all but one item breaks the bit-exact resume, so the checkpoint must hold each."""
+    import copy
+
+    from progrow.adapters.progan import train as T
+
+    original = T.restore
+
+    def restore_all_but_one(run, payload):
+        fresh = {"torch_rng": torch.get_rng_state(), "opt_g": copy.deepcopy(run.opt_g.state_dict()),
+                 "opt_d": copy.deepcopy(run.opt_d.state_dict()), "G_ema": copy.deepcopy(run.ema.state_dict()),
+                 "sampler": run.sampler.state_dict(), "scheduler": run.scheduler.state_dict()}
+        original(run, payload)
+        if dropped == "torch_rng":
+            torch.set_rng_state(fresh["torch_rng"])
+        elif dropped == "G_ema":
+            run.ema.load_state_dict(fresh["G_ema"])
+        else:
+            getattr(run, dropped).load_state_dict(fresh[dropped])
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_main([*FAST, "--out", str(straight), "--kimg", "0.16"]) == 0
+    assert train_main([*FAST, "--out", str(split), "--kimg", "0.096"]) == 0
+    monkeypatch.setattr(T, "restore", restore_all_but_one)
+    assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0
+    with pytest.raises(AssertionError):
+        _assert_same(_final(straight), _final(split))
