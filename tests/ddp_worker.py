@@ -1,6 +1,8 @@
 """Run by `torchrun` in tests/test_progan_distributed.py: trains, then saves this rank's final state."""
 
+import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -12,6 +14,8 @@ def main() -> None:
     torch.set_num_threads(1)
     args = T.build_parser().parse_args(["--out", out, "--device", "cpu", *extra])
     dist = T.init_distributed("cpu")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / f"pid{dist.rank}").write_text(str(os.getpid()))
     opts = T.resolve_options(args, dist)
     resume = T.find_resume(opts)
     if resume is not None:
@@ -19,7 +23,7 @@ def main() -> None:
     run = T.train(opts, T.open_dataset(opts), resume)
     torch.save(
         {"G": run.G.state_dict(), "D": run.D.state_dict(), "G_ema": run.ema.module.state_dict(),
-         "nimg": run.scheduler.nimg, "world_size": dist.world_size,
+         "nimg": run.scheduler.nimg, "world_size": dist.world_size, "stopped_by": run.stopped_by or 0,
          "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(), "sampler": run.sampler.state_dict()},
         f"{out}/rank{dist.rank}.pt",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -60,6 +61,31 @@ def test_two_rank_resume_equals_an_uninterrupted_two_rank_run(tmp_path):
         for key in ("G", "D", "G_ema"):
             for name in a[key]:
                 assert torch.equal(a[key][name], b[key][name]), f"rank state {key}.{name} differs after resume"
+
+
+def test_a_signal_on_one_rank_stops_both_at_the_same_step(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(HERE / "ddp_worker.py"), str(out),
+           "--preset", "cpu-demo", "--data", "synthetic:0:128", "--phase-kimg", "0.064", "--tick-kimg", "0.032",
+           "--kimg", "100"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.kill(int((out / "pid1").read_text()), signal.SIGTERM)  # rank 1 only
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    r0, r1 = _ranks(out)
+    assert r0["stopped_by"] == r1["stopped_by"] == signal.SIGTERM
+    assert r0["nimg"] == r1["nimg"] and 96 <= r0["nimg"] < 100_000
+    assert (out / "checkpoints" / f"checkpoint-{r0['nimg']:012d}.pt").is_file()  # rank 0 wrote the stop checkpoint
+    for name in r0["G"]:
+        assert torch.equal(r0["G"][name], r1["G"][name])
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused():
