@@ -12,6 +12,7 @@
 Compositing is exact integer arithmetic: `out = round((c·a + 255·(255 − a)) / 255)`. Mode `I` values outside
 0..65535 are clipped to that range before the division. 16-bit colour PNGs are read by Pillow as 8-bit
 `RGB` / `RGBA` (it keeps the high byte), so only grayscale keeps its 16 bits here.
+Animated images (GIF, WebP) contribute their first frame.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `open_source(spec)` picks the source from its spec:
 
-- a folder: every `*.png`, `*.jpg`, `*.jpeg`, `*.webp` below it (any letter case, recursively), sorted by
+- a folder: every `*.png`, `*.jpg`, `*.jpeg`, `*.webp`, `*.gif` (animated ones: their first frame) below it (any letter case, recursively), sorted by
   path relative to the folder (`/`-separated, plain string order);
 - a `.zip` file (StyleGAN2-ADA's `dataset_tool.py` layout): the images inside it, sorted by member name;
 - `"synthetic"` or `"synthetic:SEED:N"`: `SyntheticShapes(seed=SEED, num_images=N)` (default 0 and 10,000);
@@ -51,7 +51,7 @@ __all__ = [
 
 Channels = Literal["keep", "rgb"]
 CHANNEL_POLICIES = ("keep", "rgb")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 LABELS_FILE = "dataset.json"
 SourceSpec = Union[str, "os.PathLike[str]", SyntheticShapes]
 _MAX_LISTED = 5  # problems listed by name in one error message
