@@ -124,3 +124,19 @@ def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0
     with pytest.raises(AssertionError):
         _assert_same(_final(straight), _final(split))
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--checkpoint-ticks", "1"]) == 0
+    newest = sorted((out / "checkpoints").glob("checkpoint-*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:300])  # truncated, as by a full disk or a killed copy
+    capsys.readouterr()
+    with pytest.warns(RuntimeWarning, match=f"skipping unreadable checkpoint: {newest}") as record:
+        assert train_main([*FAST, "--out", str(out), "--kimg", "0.128", "--checkpoint-ticks", "1"]) == 0
+    assert len([w for w in record if "skipping unreadable" in str(w.message)]) == 1
+    assert "resumed from" in (text := capsys.readouterr().out) and "checkpoint-000000000064.pt at" in text  # the previous one
+    newest.write_bytes(b"garbage")
+    assert train_main([*FAST, "--out", str(out), "--resume", str(newest)]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: {newest}: not a readable checkpoint" in err and "Traceback" not in err
