@@ -17,7 +17,7 @@ def _dataset(argv: Sequence[str]) -> int:
 def _train(argv: Sequence[str]) -> int:
     from progrow.adapters.progan.train import main as run
 
-    return run(list(argv))
+    return run(list(argv), prog="progrow train")
 
 
 def _generate(argv: Sequence[str]) -> int:

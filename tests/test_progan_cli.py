@@ -96,3 +96,10 @@ def test_fid_command_bad_input(run_dir, tmp_path, capsys):
     assert str(tmp_path / "none") in capsys.readouterr().err
     assert progrow_main(["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "fidd"]) == 2
     assert "unknown or no metric(s) ['fidd']" in capsys.readouterr().err
+
+
+def test_the_progrow_console_script_is_declared():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "progrow"]
+    assert script.value == "progrow.adapters.cli:main" and script.load() is progrow_main

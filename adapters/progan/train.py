@@ -67,9 +67,9 @@ class UsageError(Exception):
 
 
 # ------------------------------------------------------------------------------------------- arguments
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m progrow.adapters.progan.train",
+        prog=prog,
         description="Train the reference ProGAN (Karras et al. 2018) with progressive growing.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -682,9 +682,9 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
     return run
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, *, prog: str = "python -m progrow.adapters.progan.train") -> int:
     """Entry point of `python -m progrow.adapters.progan.train` and `progrow train`; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         dist = init_distributed("cuda" if (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available()) else "cpu")
         opts = resolve_options(args, dist)
