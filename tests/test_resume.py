@@ -140,3 +140,14 @@ def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(t
     assert train_main([*FAST, "--out", str(out), "--resume", str(newest)]) == 2
     err = capsys.readouterr().err
     assert f"--resume: {newest}: not a readable checkpoint" in err and "Traceback" not in err
+
+
+def test_two_runs_with_the_same_seed_end_identical(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert train_main([*FAST, "--out", str(out), "--kimg", "0.096"]) == 0
+    _assert_same(_final(a), _final(b))
+    c = tmp_path / "c"
+    assert train_main([*FAST, "--out", str(c), "--kimg", "0.096", "--seed", "1"]) == 0
+    with pytest.raises(AssertionError):
+        _assert_same(_final(a), _final(c))
