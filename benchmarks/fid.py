@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     fixed = max(repeated - n * per_image, 0.0)
     verdict = "met" if repeated / first <= 0.55 else "missed"
     print(f"\nrepeated/first at N={n}: {repeated / first:.0%} (target ≤ 55 %: {verdict})")
+    if per_image <= 0:
+        print("the repeated call was not faster than the first: the machine was busy during the run (other "
+              "processes on these cores), so nothing is extrapolated; run again on a quiet machine")
+        return 0
     print(f"Inception ≈ {per_image:.3f} s per image, ≈ {fixed:.1f} s fixed per call (from N={n}); extrapolated:")
     for total in (10_000, 50_000):
         print(f"  {total // 1000}k samples: first {(fixed + 2 * total * per_image) / 60:.1f} min, "
