@@ -422,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
               "GP double backward) is the same work in both and most of an iteration, so the saving is a few "
               f"per cent, about the size of the target, and at 4² (a {1000 * BATCH / summary(rows[0]['ips']['plain'])[0]:.0f} ms "
               "iteration with a tiny G step) about nothing.")
+    noisy = [row["stage"] for row in rows if max(row["speedup"]) / min(row["speedup"]) > 1.3]
+    if noisy:
+        print(f"  (noise: the speedup's min–max spans more than 30 % at {', '.join(noisy)}: the machine was busy "
+              "during those rounds; the medians there are less certain)")
     med_o = summary(overhead)[0]
     verdict = "MET" if med_o <= 0.03 else "NOT MET"
     print(f"  wrapper overhead at 4² ≤ 3 %: {verdict} (median {100 * med_o:+.1f} %; the wrappers add a few "
