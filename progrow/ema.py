@@ -14,6 +14,10 @@ __all__ = ["EMA"]
 class EMA:
     """A shadow copy of a module whose weights follow `ema = β·ema + (1 − β)·param` after each `update`.
 
+    The update is computed as `torch.lerp(ema, param, 1 − β)` = `ema + (1 − β)·(param − ema)`: one fused
+    pass over the weights, and a weight that equals its shadow (e.g. a block that has not started
+    training yet) keeps it bit for bit, where `β·ema + (1 − β)·param` would drift in the last bits.
+
     Give either `beta` (per update; the paper uses 0.999) or `half_life_kimg` (β chosen per update so the
     weights' half-life is that many thousand images: `β = 0.5 ** (batch_size / (1000·half_life_kimg))`,
     as in StyleGAN2-ADA). Buffers (e.g. BatchNorm statistics) are copied, not averaged. The shadow
@@ -46,7 +50,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, *, batch_size: Optional[int] = None) -> None:
-        """Move the shadow weights toward `model`'s: `ema = β·ema + (1 − β)·param`, exactly."""
+        """Move the shadow weights toward `model`'s: `ema = torch.lerp(ema, param, 1 − β)`, bit for bit."""
         beta = self.beta_for(batch_size)
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
@@ -56,9 +60,7 @@ class EMA:
                 "update with the module the EMA was created from"
             )
         params = [p.to(e.dtype) for e, p in zip(ema_params, params)]
-        # β·ema and (1 − β)·param are each rounded, then added: exactly the formula (no fused multiply-add).
-        torch._foreach_mul_(ema_params, beta)
-        torch._foreach_add_(ema_params, torch._foreach_mul(params, 1.0 - beta))
+        torch._foreach_lerp_(ema_params, params, 1.0 - beta)
         if self._buffer_names:
             ema_buffers, buffers = dict(self.module.named_buffers()), dict(model.named_buffers())
             for name in self._buffer_names:

@@ -32,6 +32,7 @@ from progrow.data import (
     to_float,
 )
 from progrow.data.cli import main
+from progrow.data.loader import _mirror_on_device
 from progrow.data.sources import SyntheticSource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -553,6 +554,33 @@ def test_mirror_flips_about_half(labelled: MultiResDataset) -> None:
         flipped_count += sum(flipped)
         total += len(indices)
     assert 0.4 < flipped_count / total < 0.6
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> MultiResDataset:
+    """12 random RGB images with levels 4² … 128² (the word-wise flip runs from 64² up)."""
+    root = tmp_path_factory.mktemp("large")
+    _folder(root / "src", {f"{i:02d}.png": Image.fromarray(_rng_image(300 + i, 128, 128, 3), "RGB") for i in range(12)})
+    return MultiResDataset(build_cache(root / "src", root / "cache", resolution=128))
+
+
+@pytest.mark.parametrize("resolution", [4, 8, 32, 64, 128])
+def test_mirrored_batches_equal_numpy_flips_on_host_and_device(large: MultiResDataset, resolution: int) -> None:
+    """Every mirrored row is exactly `level[i][..., ::-1]`, whichever flip path runs (host below/above 64², device)."""
+    level = np.asarray(large.level(resolution))
+    host, replay = ImageSampler(large, seed=4, mirror=True), ImageSampler(large, seed=4, mirror=True)
+    deferred = ImageSampler(large, seed=4, mirror=True)
+    seen = 0
+    for _ in range(5):
+        images, _ = host.next_batch(resolution, 5)
+        indices, flips = replay.next_indices(5)
+        expected = np.stack([level[j][..., ::-1] if f else level[j] for j, f in zip(indices, flips)])
+        np.testing.assert_array_equal(images.numpy(), expected)
+        batch, flags, _ = deferred._read(resolution, 5, mirror_on_host=False)  # what a GPU run copies
+        np.testing.assert_array_equal(batch, level[indices])
+        assert torch.equal(_mirror_on_device(torch.from_numpy(batch), flags), images)
+        seen += int(flips.sum())
+    assert 0 < seen < 25  # both kinds of rows were checked
 
 
 def test_cuda_transfer_is_pinned_and_non_blocking(labelled: MultiResDataset, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ def _perturb(model: nn.Module, seed: int) -> None:
 
 
 def _assert_ema_equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    """Bit for bit: the EMA rounds β·ema and (1 − β)·param separately, then adds, as the formula does."""
+    """Bit for bit: the EMA is `torch.lerp(ema, param, 1 − β)` per weight."""
     assert torch.equal(actual, expected), (actual - expected).abs().max()
 
 
@@ -34,7 +34,7 @@ def test_single_update_formula():
     ema.update(model)
     assert ema.num_updates == 1
     for e, o, p in zip(ema.module.parameters(), old, model.parameters()):
-        expected = 0.9 * o + (1 - 0.9) * p.detach()
+        expected = torch.lerp(o, p.detach(), 1 - 0.9)
         _assert_ema_equal(e, expected)
         assert not torch.equal(e, p.detach())  # actually averaged, not copied
 
@@ -50,7 +50,7 @@ def test_several_updates_with_changing_params():
         ema.update(model)
         assert ema.num_updates == step + 1
         for e, o, p in zip(ema.module.parameters(), previous, model.parameters()):
-            _assert_ema_equal(e, beta * o + (1 - beta) * p.detach())
+            _assert_ema_equal(e, torch.lerp(o, p.detach(), 1 - beta))
             assert not torch.equal(e, o)
 
 
@@ -65,6 +65,21 @@ def test_beta_one_freezes_and_beta_zero_copies():
     for f, b, c, p in zip(frozen.module.parameters(), before, copier.module.parameters(), model.parameters()):
         assert torch.equal(f, b)
         assert torch.equal(c, p.detach())
+
+
+def test_weights_equal_to_their_shadow_stay_bit_exact():
+    """An untrained weight (a block not grown into yet) keeps its shadow exactly, update after update."""
+    model = _model(5)
+    ema = EMA(model, beta=0.999)
+    for _ in range(200):
+        ema.update(model)
+    for e, p in zip(ema.module.parameters(), model.parameters()):
+        assert torch.equal(e, p.detach())
+    # The textbook form drifts in the last bits here, so the check above is not vacuous.
+    drifted = [p.detach().clone() for p in model.parameters()]
+    for _ in range(200):
+        drifted = [0.999 * d + (1 - 0.999) * p.detach() for d, p in zip(drifted, model.parameters())]
+    assert not all(torch.equal(d, p.detach()) for d, p in zip(drifted, model.parameters()))
 
 
 @pytest.mark.parametrize(("half_life", "batch", "k"), [(10.0, 32, 5), (0.5, 64, 3)])

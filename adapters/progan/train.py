@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -310,9 +310,8 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     broadcast_module(G, opts.dist)
     broadcast_module(D, opts.dist)
     ema = pg.EMA(G, beta=p.ema_beta)
-    adam = dict(lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
-    opt_g = torch.optim.Adam(G.parameters(), **adam)
-    opt_d = torch.optim.Adam(D.parameters(), **adam)
+    opt_g = make_adam(G.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
+    opt_d = make_adam(D.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
     scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
     scheduler = pg.ProgressiveScheduler(p.schedule)
     sampler = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
@@ -437,6 +436,22 @@ def _optimizer_step(run: Run, loss: torch.Tensor, params: list[torch.nn.Paramete
     else:
         opt.zero_grad(set_to_none=True)
     return finite
+
+
+def make_adam(
+    params: Iterable[torch.nn.Parameter], *, lr: float, betas: tuple[float, float], eps: float
+) -> torch.optim.Adam:
+    """Adam with PyTorch's fused kernel (all weights in one pass) where this torch has one for their device.
+
+    The fused kernel computes the same update as the default per-weight loop; at 4² it makes a whole
+    training iteration about 5 % faster on a CPU (benchmarks/train_step.py). Older torch (< 2.4 on CPU)
+    and devices without the kernel get the default implementation.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
+    except RuntimeError:  # "`fused=True` requires all the params to be floating point Tensors of supported devices"
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
 
 
 def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:

@@ -91,18 +91,29 @@ class ImageSampler:
     ) -> tuple[Tensor, Optional[Tensor]]:
         """The next batch at `resolution`: uint8 images `[B/W, C, R, R]` and int64 labels `[B/W]` (or None), on `device`.
 
-        `batch_size` is the global batch (W = world_size). Mirrored images are flipped horizontally. For a
-        CUDA device the host tensors are pinned and copied with `non_blocking=True`; convert on the device
-        with `to_float`.
+        `batch_size` is the global batch (W = world_size). Mirrored images are flipped horizontally: on the
+        host for a CPU `device`, on the device after the copy otherwise (so a GPU run's data path is the
+        gather and the copy alone). For a CUDA device the host tensors are pinned and copied with
+        `non_blocking=True`; convert on the device with `to_float`.
         """
+        target = torch.device(device)
+        batch, flips, labels = self._read(resolution, batch_size, mirror_on_host=target.type == "cpu")
+        images = _to_device(torch.from_numpy(batch), target)
+        if target.type != "cpu" and flips.any():
+            images = _mirror_on_device(images, flips)
+        return images, None if labels is None else _to_device(torch.from_numpy(labels), target)
+
+    def _read(
+        self, resolution: int, batch_size: int, *, mirror_on_host: bool
+    ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """Gather the next batch on the host: uint8 `[B/W, C, R, R]` (mirrored there if asked), flags, labels."""
         level = self.dataset.level(resolution)  # unknown resolution: raises before the cursor moves
         indices, flips = self.next_indices(batch_size)
         batch = np.ascontiguousarray(level[indices])  # a copy: the memmap stays untouched
-        if flips.any():
-            batch[flips] = batch[flips][..., ::-1]  # on the uint8 data (numpy: faster than torch's uint8 flip on CPU)
-        images = torch.from_numpy(batch)
-        labels = None if self.dataset.labels is None else torch.from_numpy(self.dataset.labels[indices])
-        return _to_device(images, device), None if labels is None else _to_device(labels, device)
+        if mirror_on_host and flips.any():
+            _mirror_rows(batch, level, indices, flips)
+        labels = None if self.dataset.labels is None else self.dataset.labels[indices]
+        return batch, flips, labels
 
     def state_dict(self) -> dict[str, Any]:
         """`{"epoch", "position", "seed", "num_images"}`: the cursor, plus what a resume is checked against."""
@@ -140,6 +151,30 @@ class ImageSampler:
             self._orders = {e: v for e, v in self._orders.items() if e == epoch - 1}
             self._orders[epoch] = (order, flags)
         return self._orders[epoch]
+
+
+def _mirror_rows(batch: np.ndarray, level: np.ndarray, indices: np.ndarray, flips: np.ndarray) -> None:
+    """Flip `batch[i]` (uint8 `[B, C, R, R]`, `= level[indices[i]]`) horizontally, in place, where `flips[i]`.
+
+    From 64² up, each flipped row is read again from `level` as 8-byte words in reverse order and then
+    byte-swapped within each word: the same bytes as `[..., ::-1]`, about 2.5× faster at 1024² (a uint8
+    reversed copy goes a byte at a time, and a fancy-indexed temporary costs page faults). Below 64² one
+    vectorized NumPy flip of all flagged rows is faster.
+    """
+    width = batch.shape[-1]
+    if width < 64 or width % 8 or not level.flags.c_contiguous:
+        batch[flips] = batch[flips][..., ::-1]
+        return
+    words, level_words = batch.view(np.uint64), level.view(np.uint64)
+    for i in np.flatnonzero(flips):
+        np.copyto(words[i], level_words[indices[i]][..., ::-1])
+        words[i].byteswap(inplace=True)
+
+
+def _mirror_on_device(images: Tensor, flips: np.ndarray) -> Tensor:
+    """`images` `[B, C, H, W]` with the rows flagged in `flips` (bool `[B]`) flipped horizontally, on their device."""
+    where = _to_device(torch.from_numpy(flips), images.device).view(-1, 1, 1, 1)
+    return torch.where(where, images.flip(-1), images)
 
 
 def to_float(images_u8: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
