@@ -78,7 +78,7 @@ def cache_block(sampler: ImageSampler, r: int, batches: int, *, gpu_host_part: b
         b = batch_at(r)
         for _ in range(batches):
             if gpu_host_part:  # what next_batch does on the host for a CUDA device: gather, no flip
-                sampler._read(r, b, mirror_on_host=False)
+                sampler._read(r, b, mirror_on_host=False)  # noqa: SLF001
             else:
                 sampler.next_batch(r, b)
 

@@ -120,3 +120,46 @@ def test_rng_state_survives_a_checkpoint(tmp_path):
     restore_rng_state(load_checkpoint(path)["rng"])
     got = (random.random(), np.random.randn(3).tolist(), torch.randn(4))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def _user_loop(directory, steps: int, *, drop: str = "") -> torch.Tensor:
+    """A user's own loop drawing from all three global RNGs (torch noise, a NumPy scale, a Python coin),
+    checkpointing every 3 steps with progrow.checkpoint and resuming from the newest one; its final weights.
+
+    `drop` names one RNG whose saved state is NOT restored on resume (it keeps the fresh process's state)."""
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)  # the fresh process's seeding
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    step = 0
+    found = latest_checkpoint(directory)
+    if found is not None:
+        payload = found[1]
+        model.load_state_dict(payload["model"]), opt.load_state_dict(payload["opt"])
+        step = payload["step"]
+        saved = dict(payload["rng"])
+        if drop:
+            saved[drop] = capture_rng_state()[drop]
+        restore_rng_state(saved)
+    while step < steps:
+        x = torch.randn(8, 4)
+        scale = np.random.uniform(0.5, 1.5)
+        if random.random() < 0.5:
+            x = -x
+        loss = (model(x) * scale).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 3 == 0:
+            save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                             "rng": capture_rng_state()}, checkpoint_path(directory, step))
+    return model.weight.detach().clone()
+
+
+@pytest.mark.parametrize("drop", ["", "python", "numpy", "torch"])
+def test_a_user_loop_resumes_bit_for_bit_only_with_every_rng(tmp_path, drop):
+    """Mutation test for the RNG part of a checkpoint: each of the three generators must be restored."""
+    straight = _user_loop(tmp_path / "straight", 12)
+    _user_loop(tmp_path / "split", 7)  # the newest checkpoint is at step 6; step 7's work is lost, as in a crash
+    resumed = _user_loop(tmp_path / "split", 12, drop=drop)
+    assert torch.equal(resumed, straight) == (drop == "")

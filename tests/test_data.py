@@ -576,7 +576,7 @@ def test_mirrored_batches_equal_numpy_flips_on_host_and_device(large: MultiResDa
         indices, flips = replay.next_indices(5)
         expected = np.stack([level[j][..., ::-1] if f else level[j] for j, f in zip(indices, flips)])
         np.testing.assert_array_equal(images.numpy(), expected)
-        batch, flags, _ = deferred._read(resolution, 5, mirror_on_host=False)  # what a GPU run copies
+        batch, flags, _, _ = deferred._read(resolution, 5, mirror_on_host=False)  # what a GPU run copies
         np.testing.assert_array_equal(batch, level[indices])
         assert torch.equal(_mirror_on_device(torch.from_numpy(batch), flags), images)
         seen += int(flips.sum())

@@ -151,3 +151,45 @@ def test_two_runs_with_the_same_seed_end_identical(tmp_path):
     assert train_main([*FAST, "--out", str(c), "--kimg", "0.096", "--seed", "1"]) == 0
     with pytest.raises(AssertionError):
         _assert_same(_final(a), _final(c))
+
+
+@pytest.mark.parametrize("drop_scaler", [False, True])
+def test_fp16_resume_needs_the_grad_scaler_state(tmp_path, monkeypatch, drop_scaler):
+    """fp16 + GradScaler, with the scale allowed to grow every 2 steps so it changes within a short run (and
+    overflows, skipping steps): the resume is bit-exact, and not restoring the scaler's state breaks it."""
+    from progrow.adapters.progan import train as T
+
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **k: real(*a, **{**k, "growth_interval": 2}))
+    original = T.restore
+
+    def restore(run, payload):
+        fresh = run.scaler.state_dict()
+        original(run, payload)
+        if drop_scaler:
+            run.scaler.load_state_dict(fresh)
+
+    monkeypatch.setattr(T, "restore", restore)
+    fp16 = [*FAST, "--precision", "fp16"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train_main([*fp16, "--out", str(straight), "--kimg", "0.16"]) == 0
+    assert train_main([*fp16, "--out", str(split), "--kimg", "0.096"]) == 0
+    saved_scale = _final(split)["scaler"]["scale"]
+    assert saved_scale != 2.0**16  # the scale moved away from its initial value before the stop
+    assert train_main([*fp16, "--out", str(split), "--kimg", "0.16"]) == 0
+    if drop_scaler:
+        with pytest.raises(AssertionError):
+            _assert_same(_final(straight), _final(split))
+    else:
+        _assert_same(_final(straight), _final(split))
+        assert _final(straight)["scaler"] == _final(split)["scaler"]
+
+
+def test_data_workers_read_the_same_batches_and_resume_bit_for_bit(tmp_path):
+    """`--data-workers 2` (read-ahead threads) ends where `--data-workers 0` does, across a stop and resume
+    mid-fade: the checkpoint holds the cursor of the batches used, not of those read ahead."""
+    inline, threaded = tmp_path / "inline", tmp_path / "threaded"
+    assert train_main([*FAST, "--out", str(inline), "--kimg", "0.16"]) == 0
+    assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.096", "--data-workers", "2"]) == 0
+    assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.16", "--data-workers", "2"]) == 0
+    _assert_same(_final(inline), _final(threaded))

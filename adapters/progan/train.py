@@ -51,7 +51,7 @@ from progrow.checkpoint import (
     save_checkpoint,
 )
 from progrow.metrics import METRICS, evaluate
-from progrow.data import DataError, ImageSampler, MultiResDataset, build_cache, open_source, to_float
+from progrow.data import DataError, ImageSampler, MultiResDataset, Prefetcher, build_cache, open_source, to_float
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -113,6 +113,8 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
     p.add_argument("--metric-ticks", type=int, default=0, help="also evaluate the metrics every N ticks (0: at stage ends only)")
     p.add_argument("--inception-weights", default=None,
                    help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 file; default: its download cache)")
+    p.add_argument("--data-workers", type=int, default=0,
+                   help="threads that read the next minibatches ahead of the training step (0: read in the step); the batches are the same for any value")
     p.add_argument("--tick-kimg", type=float, default=None, help="kimg between ticks (log line + grid); default: the preset's per-resolution table")
     return p
 
@@ -142,6 +144,7 @@ class Options:
     metric_samples: int = 10_000
     metric_ticks: int = 0
     inception_weights: Optional[str] = None
+    data_workers: int = 0
     dist: DistInfo = field(default_factory=DistInfo)
 
     def identity(self) -> dict[str, Any]:
@@ -212,6 +215,8 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         raise UsageError(f"--metrics: unknown metric(s) {', '.join(unknown)}; available: {', '.join(METRICS)}")
     if args.metric_samples < 2:
         raise UsageError(f"--metric-samples: expected an int ≥ 2, got {args.metric_samples}")
+    if args.data_workers < 0:
+        raise UsageError(f"--data-workers: expected an int ≥ 0, got {args.data_workers}")
     if args.metric_ticks < 0:
         raise UsageError(f"--metric-ticks: expected an int ≥ 0, got {args.metric_ticks}")
     if args.inception_weights is not None and not Path(args.inception_weights).is_file():
@@ -229,7 +234,7 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
                    no_growing=args.no_growing, crop=args.crop, upscale=args.upscale, bad_images=args.bad_images,
                    stop_signals=stop_signals, max_bad_steps=args.max_bad_steps, max_rollbacks=args.max_rollbacks,
                    metrics=metrics, metric_samples=args.metric_samples, metric_ticks=args.metric_ticks,
-                   inception_weights=args.inception_weights, dist=dist)
+                   inception_weights=args.inception_weights, data_workers=args.data_workers, dist=dist)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -281,7 +286,7 @@ class Run:
     opt_d: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     scheduler: pg.ProgressiveScheduler
-    sampler: ImageSampler
+    sampler: Prefetcher
     num_classes: int
     label_pool: Optional[torch.Tensor] = None  # every real label, to draw labels for fakes
     tick: int = 0
@@ -314,7 +319,9 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     opt_d = make_adam(D.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
     scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
     scheduler = pg.ProgressiveScheduler(p.schedule)
-    sampler = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
+    images = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
+    sampler = Prefetcher(images, plan=lambda n: _batch_at(scheduler, n), position=lambda: scheduler.nimg,
+                         num_workers=opts.data_workers, device=opts.device)
     torch.manual_seed(opts.seed * 1_000_003 + 1 + opts.dist.rank)  # latents differ between ranks
     run = Run(opts, G, D, ema, opt_g, opt_d, scaler, scheduler, sampler, num_classes)
     if num_classes:
@@ -436,6 +443,11 @@ def _optimizer_step(run: Run, loss: torch.Tensor, params: list[torch.nn.Paramete
     else:
         opt.zero_grad(set_to_none=True)
     return finite
+
+
+def _batch_at(scheduler: pg.ProgressiveScheduler, nimg: int) -> tuple[int, int]:
+    state = scheduler.state_at(nimg)
+    return state.resolution, state.batch_size
 
 
 def make_adam(
@@ -687,6 +699,7 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                 return run
     finally:
         stop.__exit__()
+        run.sampler.close()
         bar.close()
         if log is not None:
             log.close()

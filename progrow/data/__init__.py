@@ -12,13 +12,15 @@ reals = to_float(images)                                # [-1, 1] on the device
 
 Modules: `synthetic` (the built-in `SyntheticShapes`), `sources` (folder / zip / synthetic, the channel
 rule), `convert` (the Pillow mode rule), `resize` (the crop/resize policy), `layout` (the cache format),
-`cache` (`build_cache`), `dataset` (`MultiResDataset`), `loader` (`ImageSampler`, `to_float`), `cli`.
+`cache` (`build_cache`), `dataset` (`MultiResDataset`), `loader` (`ImageSampler`, `to_float`),
+`prefetch` (`Prefetcher`: read-ahead on background threads, same batches), `cli`.
 """
 
 from progrow.data.cache import box_downsample_u8, build_cache
 from progrow.data.dataset import MultiResDataset
 from progrow.data.errors import DataError
 from progrow.data.loader import ImageSampler, to_float
+from progrow.data.prefetch import Prefetcher
 from progrow.data.resize import Crop
 from progrow.data.sources import Channels, ImageSource, open_source
 from progrow.data.synthetic import SyntheticShapes
@@ -33,6 +35,7 @@ __all__ = [
     "box_downsample_u8",
     "MultiResDataset",
     "ImageSampler",
+    "Prefetcher",
     "to_float",
     "DataError",
 ]

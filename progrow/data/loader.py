@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -11,6 +11,13 @@ from torch import Tensor
 from progrow.data.dataset import MultiResDataset
 
 __all__ = ["ImageSampler", "to_float"]
+
+
+class _HostBatch(NamedTuple):
+    images: np.ndarray  # uint8 [B, C, R, R]
+    flips: np.ndarray  # bool [B]
+    labels: Optional[np.ndarray]  # int64 [B] or None
+    mirrored: bool  # True if the flagged rows are already flipped
 
 
 class ImageSampler:
@@ -97,23 +104,33 @@ class ImageSampler:
         `non_blocking=True`; convert on the device with `to_float`.
         """
         target = torch.device(device)
-        batch, flips, labels = self._read(resolution, batch_size, mirror_on_host=target.type == "cpu")
-        images = _to_device(torch.from_numpy(batch), target)
-        if target.type != "cpu" and flips.any():
-            images = _mirror_on_device(images, flips)
-        return images, None if labels is None else _to_device(torch.from_numpy(labels), target)
+        return self._deliver(self._read(resolution, batch_size, mirror_on_host=target.type == "cpu"), target)
 
-    def _read(
-        self, resolution: int, batch_size: int, *, mirror_on_host: bool
-    ) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        """Gather the next batch on the host: uint8 `[B/W, C, R, R]` (mirrored there if asked), flags, labels."""
-        level = self.dataset.level(resolution)  # unknown resolution: raises before the cursor moves
+    def _read(self, resolution: int, batch_size: int, *, mirror_on_host: bool) -> _HostBatch:
+        """Advance the cursor and gather the next batch on the host (see `_gather`)."""
+        self.dataset.level(resolution)  # unknown resolution: raises before the cursor moves
         indices, flips = self.next_indices(batch_size)
+        return self._gather(resolution, indices, flips, mirror_on_host=mirror_on_host)
+
+    def _gather(self, resolution: int, indices: np.ndarray, flips: np.ndarray, *, mirror_on_host: bool) -> _HostBatch:
+        """uint8 `[B/W, C, R, R]` of `indices` (mirrored on the host if asked), the flags, the labels (or None).
+
+        Reads the dataset only, never the cursor: safe to run in a background thread (`Prefetcher`).
+        """
+        level = self.dataset.level(resolution)
         batch = np.ascontiguousarray(level[indices])  # a copy: the memmap stays untouched
         if mirror_on_host and flips.any():
             _mirror_rows(batch, level, indices, flips)
         labels = None if self.dataset.labels is None else self.dataset.labels[indices]
-        return batch, flips, labels
+        return _HostBatch(batch, flips, labels, mirrored=mirror_on_host)
+
+    @staticmethod
+    def _deliver(host: _HostBatch, target: torch.device) -> tuple[Tensor, Optional[Tensor]]:
+        """Copy a host batch to `target` and mirror it there if the host did not."""
+        images = _to_device(torch.from_numpy(host.images), target)
+        if not host.mirrored and host.flips.any():
+            images = _mirror_on_device(images, host.flips)
+        return images, None if host.labels is None else _to_device(torch.from_numpy(host.labels), target)
 
     def state_dict(self) -> dict[str, Any]:
         """`{"epoch", "position", "seed", "num_images"}`: the cursor, plus what a resume is checked against."""
