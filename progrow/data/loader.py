@@ -174,7 +174,7 @@ def _mirror_rows(batch: np.ndarray, level: np.ndarray, indices: np.ndarray, flip
     """Flip `batch[i]` (uint8 `[B, C, R, R]`, `= level[indices[i]]`) horizontally, in place, where `flips[i]`.
 
     From 64² up, each flipped row is read again from `level` as 8-byte words in reverse order and then
-    byte-swapped within each word: the same bytes as `[..., ::-1]`, about 2.5× faster at 1024² (a uint8
+    byte-swapped within each word: the same bytes as `[..., ::-1]`, about twice as fast at 1024² (a uint8
     reversed copy goes a byte at a time, and a fancy-indexed temporary costs page faults). Below 64² one
     vectorized NumPy flip of all flagged rows is faster.
     """
