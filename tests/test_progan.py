@@ -161,6 +161,7 @@ def test_bf16_autocast_step_has_finite_losses(tmp_path):
         (["--checkpoint-ticks", "0"], "--checkpoint-ticks: expected an int ≥ 1, got 0"),
         (["--metrics", "fid,fidd"], "--metrics: unknown metric(s) fidd; available: fid, kid, is, swd, ms_ssim"),
         (["--inception-weights", "/nonexistent/w.pth"], "--inception-weights: /nonexistent/w.pth: no such file"),
+        (["--data-workers", "-1"], "--data-workers: expected an int ≥ 0, got -1"),
     ],
 )
 def test_bad_input_is_a_clear_error_before_any_model_is_built(tmp_path, capsys, extra, message):

@@ -319,8 +319,8 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     opt_d = make_adam(D.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
     scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
     scheduler = pg.ProgressiveScheduler(p.schedule)
-    images = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
-    sampler = Prefetcher(images, plan=lambda n: _batch_at(scheduler, n), position=lambda: scheduler.nimg,
+    image_sampler = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
+    sampler = Prefetcher(image_sampler, plan=lambda n: _batch_at(scheduler, n), position=lambda: scheduler.nimg,
                          num_workers=opts.data_workers, device=opts.device)
     torch.manual_seed(opts.seed * 1_000_003 + 1 + opts.dist.rank)  # latents differ between ranks
     run = Run(opts, G, D, ema, opt_g, opt_d, scaler, scheduler, sampler, num_classes)

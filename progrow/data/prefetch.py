@@ -31,8 +31,8 @@ class Prefetcher:
     `plan(nimg)` says what the batch that starts after `nimg` images shown will be, `(resolution,
     batch_size)`, and `position()` how many images the loop has shown so far. With a progrow schedule::
 
-        prefetcher = Prefetcher(sampler, plan=lambda n: (lambda s: (s.resolution, s.batch_size))(scheduler.state_at(n)),
-                                position=lambda: scheduler.nimg, num_workers=2)
+        plan = lambda n: (scheduler.state_at(n).resolution, scheduler.state_at(n).batch_size)
+        prefetcher = Prefetcher(sampler, plan=plan, position=lambda: scheduler.nimg, num_workers=2)
         images, labels = prefetcher.next_batch(state.resolution, state.batch_size)
 
     The image order and mirror flags are drawn in the calling thread, in batch order, from the sampler's
@@ -131,6 +131,8 @@ class Prefetcher:
             self._submit(resolution, batch_size)
 
     def _drop_read_ahead(self) -> None:
+        if not self._queue:
+            return  # nothing read ahead: the sampler's cursor is already the consumed one
         for pending in self._queue:
             pending.result.cancel()
         for pending in self._queue:  # a read already running finishes; wait so no thread outlives a rewind
