@@ -36,6 +36,7 @@ from progrow.state import GrowthState
 
 __all__ = ["ProgressiveCallback"]
 
+_EMA_KEY = "progrow_ema"  # where the module's EMAs go in a Lightning checkpoint
 _HOOK = "on_growth_phase"  # called on the LightningModule and the DataModule, where defined, with the new state
 
 
@@ -50,7 +51,8 @@ class ProgressiveCallback(Callback):
     (`set_lr`) and are cleared when the schedule's `reset_optimizers` policy says so (`reset_optimizers`).
     At the start of `fit` and of every phase, `on_growth_phase(state)` is called on the module and the
     datamodule that define it (e.g. to switch a dataset's resolution). Resolution, alpha, kimg and stage
-    are logged as `growth/…` each step (`log`); the scheduler's position is saved in Lightning's
+    are logged as `growth/…` each step (`log`); the scheduler's position and every such EMA (its shadow
+    weights and update count, which are not part of the module's `state_dict`) are saved in Lightning's
     checkpoints, so `Trainer.fit(ckpt_path=...)` resumes mid-fade. With `stop_when_done`, training stops
     once the schedule is done.
     """
@@ -188,12 +190,32 @@ class ProgressiveCallback(Callback):
         """Restore the scheduler's position (a checkpoint of a different schedule is refused)."""
         self.scheduler.load_state_dict(state_dict["scheduler"])
 
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Store every `progrow.EMA` held as a module attribute under `checkpoint["progrow_ema"][name]`."""
+        emas = _emas(pl_module)
+        if emas:
+            checkpoint[_EMA_KEY] = {name: ema.state_dict() for name, ema in emas.items()}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Restore the EMAs stored by `on_save_checkpoint`; an EMA the checkpoint lacks is an error naming it."""
+        saved = checkpoint.get(_EMA_KEY, {})
+        emas = _emas(pl_module)
+        missing = sorted(set(emas) - set(saved))
+        if missing:
+            raise ValueError(
+                f"ProgressiveCallback: the checkpoint holds no state for the EMA attribute(s) {', '.join(missing)} of "
+                f"{type(pl_module).__name__} (it was saved without them), so their shadow weights cannot be restored; "
+                "resume from a checkpoint saved with this callback"
+            )
+        for name, ema in emas.items():
+            ema.load_state_dict(saved[name])
+
     # -------------------------------------------------------------------------------------- internals
     def _growth_targets(self, pl_module: pl.LightningModule) -> list[Any]:
         targets: list[Any] = [m for m in pl_module.modules() if isinstance(m, (ProgressiveGenerator, ProgressiveDiscriminator))]
-        for value in vars(pl_module).values():
-            if isinstance(value, EMA) and isinstance(value.module, nn.Module) and callable(getattr(value.module, "set_state", None)):
-                targets.append(value.module)
+        for ema in _emas(pl_module).values():
+            if isinstance(ema.module, nn.Module) and callable(getattr(ema.module, "set_state", None)):
+                targets.append(ema.module)
         seen: set[int] = set()
         unique = []
         for t in [*targets, *self.extra]:
@@ -239,3 +261,7 @@ def _batch_length(batch: Any) -> Optional[int]:
             return n
     return None
 
+
+def _emas(pl_module: Any) -> dict[str, EMA]:
+    """The `progrow.EMA` objects held as plain attributes of a module, by attribute name."""
+    return {name: value for name, value in vars(pl_module).items() if isinstance(value, EMA)}

@@ -168,6 +168,9 @@ def test_resume_mid_fade_continues_as_an_unbroken_fit(tmp_path):
     assert growth.scheduler.done
     for (name, a), (_, b) in zip(unbroken.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+    assert resumed.ema.num_updates == unbroken.ema.num_updates  # the EMA travelled in the checkpoint
+    for (name, a), (_, b) in zip(unbroken.ema.module.state_dict().items(), resumed.ema.module.state_dict().items(), strict=True):
+        assert torch.equal(a, b), f"ema.{name}"
 
 
 @needs_lightning
@@ -225,3 +228,16 @@ def test_data_parallel_share_of_each_minibatch():
     odd = ProgressiveCallback(pg.ProgressiveScheduler(config()))
     with pytest.raises(ValueError, match=r"2 processes share each minibatch, but the schedule's batch_multiple is 1"):
         odd.on_fit_start(fake_trainer, module)
+
+
+@needs_lightning
+def test_a_checkpoint_without_the_ema_is_refused_by_name(tmp_path):
+    from progrow.adapters.lightning import ProgressiveCallback
+
+    growth = ProgressiveCallback(pg.ProgressiveScheduler(config()))
+    module = make_module(growth)
+    checkpoint: dict = {}
+    growth.on_save_checkpoint(None, module, checkpoint)
+    assert set(checkpoint["progrow_ema"]) == {"ema"}
+    with pytest.raises(ValueError, match=r"no state for the EMA attribute\(s\) ema of TinyGAN"):
+        growth.on_load_checkpoint(None, module, {})
