@@ -188,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     elif gpu >= 50:
         print(f"  cache ≥ 50× PNG decode per core at 1024²: MET for a GPU run's host part ({gpu:.0f}×: the gather; the "
               f"mirror flip runs on the GPU), NOT MET for a CPU run ({png:.0f}×): there the host also flips half of "
-              "the 3 MiB images (word-wise reversed copy + byte swap, about 3× a plain copy). A CPU run at 1024² "
-              f"spends seconds of compute per image, so this does not limit it. {flat}")
+              "the 3 MiB images (a torch flip per mirrored image: with its copy back, a few times the cost of "
+              "gathering it). A CPU run at 1024² spends seconds of compute per image, so this does not limit it. "
+              f"{flat}")
     else:
         print(f"  cache ≥ 50× PNG decode per core at 1024²: NOT MET ({png:.0f}× for a CPU run, {gpu:.0f}× for a GPU "
               f"run's host part). {flat}")

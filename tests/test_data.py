@@ -558,7 +558,7 @@ def test_mirror_flips_about_half(labelled: MultiResDataset) -> None:
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory) -> MultiResDataset:
-    """12 random RGB images with levels 4² … 128² (the word-wise flip runs from 64² up)."""
+    """12 random RGB images with levels 4² … 128² (the host flips row by row from 128² up)."""
     root = tmp_path_factory.mktemp("large")
     _folder(root / "src", {f"{i:02d}.png": Image.fromarray(_rng_image(300 + i, 128, 128, 3), "RGB") for i in range(12)})
     return MultiResDataset(build_cache(root / "src", root / "cache", resolution=128))
@@ -566,7 +566,7 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> MultiResDataset:
 
 @pytest.mark.parametrize("resolution", [4, 8, 32, 64, 128])
 def test_mirrored_batches_equal_numpy_flips_on_host_and_device(large: MultiResDataset, resolution: int) -> None:
-    """Every mirrored row is exactly `level[i][..., ::-1]`, whichever flip path runs (host below/above 64², device)."""
+    """Every mirrored row is exactly `level[i][..., ::-1]`, whichever flip path runs (host below/from 128², device)."""
     level = np.asarray(large.level(resolution))
     host, replay = ImageSampler(large, seed=4, mirror=True), ImageSampler(large, seed=4, mirror=True)
     deferred = ImageSampler(large, seed=4, mirror=True)

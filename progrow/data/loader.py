@@ -120,7 +120,7 @@ class ImageSampler:
         level = self.dataset.level(resolution)
         batch = np.ascontiguousarray(level[indices])  # a copy: the memmap stays untouched
         if mirror_on_host and flips.any():
-            _mirror_rows(batch, level, indices, flips)
+            _mirror_rows(batch, flips)
         labels = None if self.dataset.labels is None else self.dataset.labels[indices]
         return _HostBatch(batch, flips, labels, mirrored=mirror_on_host)
 
@@ -170,22 +170,19 @@ class ImageSampler:
         return self._orders[epoch]
 
 
-def _mirror_rows(batch: np.ndarray, level: np.ndarray, indices: np.ndarray, flips: np.ndarray) -> None:
-    """Flip `batch[i]` (uint8 `[B, C, R, R]`, `= level[indices[i]]`) horizontally, in place, where `flips[i]`.
+def _mirror_rows(batch: np.ndarray, flips: np.ndarray) -> None:
+    """Flip `batch[i]` (uint8 `[B, C, R, R]`) horizontally, in place, where `flips[i]`.
 
-    From 64² up, each flipped row is read again from `level` as 8-byte words in reverse order and then
-    byte-swapped within each word: the same bytes as `[..., ::-1]`, about twice as fast at 1024² (a uint8
-    reversed copy goes a byte at a time, and a fancy-indexed temporary costs page faults). Below 64² one
-    vectorized NumPy flip of all flagged rows is faster.
+    From 128² up, row by row with torch's flip (vectorized: 1.5× NumPy's byte-wise reversed copy at 128²,
+    3× at 256² and up); below, one NumPy flip of all flagged rows (fewer calls win on small images).
+    Either way the bytes are those of `[..., ::-1]`.
     """
-    width = batch.shape[-1]
-    if width < 64 or width % 8 or not level.flags.c_contiguous:
+    if batch.shape[-1] < 128:
         batch[flips] = batch[flips][..., ::-1]
         return
-    words, level_words = batch.view(np.uint64), level.view(np.uint64)
+    rows = torch.from_numpy(batch)
     for i in np.flatnonzero(flips):
-        np.copyto(words[i], level_words[indices[i]][..., ::-1])
-        words[i].byteswap(inplace=True)
+        rows[i].copy_(rows[i].flip(-1))
 
 
 def _mirror_on_device(images: Tensor, flips: np.ndarray) -> Tensor:
