@@ -6,11 +6,11 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from progrow.data.cache import build_cache
+from progrow.data.cache import CachePlan, build_cache
 from progrow.data.dataset import MultiResDataset
 from progrow.data.errors import DataError
 from progrow.data.resize import CROP_POLICIES
-from progrow.data.sources import CHANNEL_POLICIES, IMAGE_EXTENSIONS
+from progrow.data.sources import CHANNEL_POLICIES, IMAGE_EXTENSIONS, open_source
 from progrow.state import is_power_of_two
 
 __all__ = ["main", "build_parser"]
@@ -107,6 +107,16 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) ->
     except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
         return exc.code if isinstance(exc.code, int) else 2
     progress = _progress if sys.stderr.isatty() else None
+    if args.min_resolution > args.resolution:
+        print(f"{parser.prog}: error: --min-resolution: expected at most --resolution ({args.resolution}), "
+              f"got {args.min_resolution}", file=sys.stderr)
+        return 2
+    try:
+        with open_source(args.source, max_images=args.max_images):
+            pass
+    except DataError as exc:
+        print(f"{parser.prog}: error: SOURCE {exc}", file=sys.stderr)
+        return 2
     try:
         out = build_cache(
             args.source,
@@ -119,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) ->
             max_images=args.max_images,
             bad_images=args.bad_images,
             progress=progress,
+            on_plan=_announce,
         )
         dataset = MultiResDataset(out)
     except (DataError, OSError) as exc:
@@ -140,6 +151,10 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) ->
         f"from {dataset.source}"
     )
     return 0
+
+
+def _announce(plan: CachePlan) -> None:
+    print(plan.describe(), file=sys.stderr, flush=True)
 
 
 def _progress(done: int, total: int) -> None:

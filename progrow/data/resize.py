@@ -16,7 +16,7 @@ from PIL import Image
 
 from progrow.data.errors import DataError
 
-__all__ = ["Crop", "CROP_POLICIES", "check_crop", "size_problem", "fit_square"]
+__all__ = ["Crop", "CROP_POLICIES", "SIZE_HINTS", "check_crop", "size_issue", "size_problem", "fit_square"]
 
 Crop = Literal["center", "none"]
 CROP_POLICIES = ("center", "none")
@@ -28,22 +28,28 @@ def check_crop(crop: object) -> None:
         raise DataError(f"crop (--crop): expected one of {', '.join(map(repr, CROP_POLICIES))}, got {crop!r}")
 
 
-def size_problem(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> Optional[str]:
-    """Why an image `name` of `size = (w, h)` cannot become `resolution²` under the policy, or None if it can."""
+SIZE_HINTS = {
+    "not square": "--crop center crops the largest centred square",
+    "too small": "--upscale enlarges them, or choose a lower target resolution",
+}
+
+
+def size_issue(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> Optional[tuple[str, str]]:
+    """`(kind, text)` when image `name` of `size = (w, h)` cannot become `resolution²` (kind a key of `SIZE_HINTS`), else None."""
     w, h = size
     if crop == "none" and w != h:
-        return (
-            f"{name} is {w}×{h}, not square, and crop='none' (--crop none) needs square images; "
-            "use --crop center (crop='center') to crop the largest centred square"
-        )
+        return "not square", f"{name} is {w}×{h}, not square (--crop none keeps only square images)"
     side = min(w, h)
     if side < resolution and not upscale:
         cropped = f" (its centred square is {side}×{side})" if w != h else ""
-        return (
-            f"{name} is {w}×{h}{cropped}, smaller than the target {resolution}×{resolution}; "
-            "use --upscale (upscale=True) to enlarge small images, or a lower --resolution"
-        )
+        return "too small", f"{name} is {w}×{h}{cropped}, smaller than the target {resolution}×{resolution}"
     return None
+
+
+def size_problem(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> Optional[str]:
+    """Why an image `name` of `size = (w, h)` cannot become `resolution²` under the policy, with the fix; None if it can."""
+    issue = size_issue(name, size, resolution, crop=crop, upscale=upscale)
+    return None if issue is None else f"{issue[1]}; {SIZE_HINTS[issue[0]]}"
 
 
 def fit_square(image: Image.Image, resolution: int, *, crop: Crop, upscale: bool, name: str) -> Image.Image:

@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 
 from progrow.data.convert import mode_channels, to_8bit
 from progrow.data.errors import DataError
-from progrow.data.resize import Crop, check_crop, fit_square, size_problem
+from progrow.data.resize import SIZE_HINTS, Crop, check_crop, fit_square, size_issue
 from progrow.data.synthetic import SyntheticShapes
 from progrow.state import is_power_of_two
 
@@ -85,12 +85,13 @@ class ImageSource(ABC):
 
     @abstractmethod
     def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
-             unreadable: Optional[dict[int, str]] = None) -> int:
+             unreadable: Optional[dict[int, str]] = None, misfits: Optional[dict[int, tuple[str, str]]] = None) -> int:
         """Check every image against the policy without decoding pixels; the dataset's channel count (1 or 3).
 
-        Raises one `DataError` listing the images (up to five, with their sizes) that cannot be used. An
-        image whose header cannot be read raises too, unless `unreadable` is given: then it is recorded
-        there (index → reason) and left out of the checks.
+        Raises one `DataError` listing the images (up to five, with their sizes) that cannot be used, unless
+        `misfits` is given: then they are recorded there (index → (kind, reason), kinds as in
+        `progrow.data.resize.SIZE_HINTS`). An image whose header cannot be read raises too, unless
+        `unreadable` is given: then it is recorded there (index → reason) and left out of the checks.
         """
 
     @abstractmethod
@@ -142,7 +143,7 @@ class _FileSource(ImageSource):
         """How to name image `name` in a message (a full path)."""
 
     def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
-             unreadable: Optional[dict[int, str]] = None) -> int:
+             unreadable: Optional[dict[int, str]] = None, misfits: Optional[dict[int, tuple[str, str]]] = None) -> int:
         check_crop(crop)
         check_channels(channels)
         _check_resolution(resolution)
@@ -159,9 +160,11 @@ class _FileSource(ImageSource):
                 unreadable[index] = reason
                 continue
             counts.add(mode_channels(mode))
-            problem = size_problem(self._where(name), size, resolution, crop=crop, upscale=upscale)
-            if problem:
-                problems.append(problem)
+            issue = size_issue(self._where(name), size, resolution, crop=crop, upscale=upscale)
+            if issue and misfits is not None:
+                misfits[index] = issue
+            elif issue:
+                problems.append(f"{issue[1]}; {SIZE_HINTS[issue[0]]}")
         if problems:
             shown = "\n".join(f"  - {p}" for p in problems[:_MAX_LISTED])
             more = f"\n  … and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
@@ -265,7 +268,7 @@ class SyntheticSource(ImageSource):
         return self._names
 
     def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
-             unreadable: Optional[dict[int, str]] = None) -> int:
+             unreadable: Optional[dict[int, str]] = None, misfits: Optional[dict[int, tuple[str, str]]] = None) -> int:
         check_crop(crop)
         check_channels(channels)
         _check_resolution(resolution)
