@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+
+from progrow.data.space import format_bytes
 
 __all__ = [
     "CheckpointError",
@@ -51,8 +54,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_failure(exc: BaseException) -> Optional[str]:
+    """Why a write failed when `exc` is a failed write (the OS's reason, or torch's zip writer stopping short); else None."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("inline_container", "PytorchStreamWriter", "unexpected pos")):
+        first = str(exc).strip().splitlines()[0]
+        return f"the write stopped part-way, so the disk is full or a file size limit was reached (torch: {first})"
+    return None
+
+
 def _atomic_write(path: Path, write: Any) -> None:
-    """Write through `write(file)` to a temporary name, fsync, then rename over `path`."""
+    """Write through `write(file)` to a temporary name, fsync, then rename over `path`.
+
+    A failed write (a full disk, a file size limit: an `OSError`, or torch's zip writer giving up with a
+    `RuntimeError`) removes the temporary file and raises `CheckpointError` naming the directory; the
+    file at `path`, if any, is untouched.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -62,10 +80,20 @@ def _atomic_write(path: Path, write: Any) -> None:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"could not write {path.name} in {path.parent}: {exc.strerror or exc}") from exc
+        reason = _write_failure(exc)
+        if reason is not None:
+            free = _free_bytes(path.parent)
+            where = f" ({format_bytes(free)} free there)" if free is not None else ""
+            raise CheckpointError(f"could not write {path.name} in {path.parent}{where}: {reason}") from None
         raise
     _fsync_dir(path.parent)
+
+
+def _free_bytes(directory: Path) -> Optional[int]:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
 
 
 def save_checkpoint(payload: dict[str, Any], path: PathLike, *, update_latest: bool = True) -> Path:
@@ -90,6 +118,11 @@ def load_checkpoint(path: PathLike, *, map_location: Union[str, torch.device] = 
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty (0 bytes)")
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch.save writes a zip (legacy: a pickle)
+        raise CheckpointError(f"{path}: not a checkpoint (a torch.save file starts with a zip or pickle header; "
+                              f"this one starts with {head!r})")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign / unsafe files

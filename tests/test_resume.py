@@ -139,7 +139,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(t
     newest.write_bytes(b"garbage")
     assert train_main([*FAST, "--out", str(out), "--resume", str(newest)]) == 2
     err = capsys.readouterr().err
-    assert f"--resume: {newest}: not a readable checkpoint" in err and "Traceback" not in err
+    assert f"--resume: {newest}: not a checkpoint (a torch.save file starts with a zip or pickle header; this one starts with b'garb')" in err
+    assert "Traceback" not in err
 
 
 def test_two_runs_with_the_same_seed_end_identical(tmp_path):
