@@ -154,7 +154,7 @@ def test_bf16_autocast_step_has_finite_losses(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--data", "/nonexistent/folder"], "--data: /nonexistent/folder: no such file or directory"),
+        (["--data", "/nonexistent/folder"], "--data: /nonexistent/folder: no such file or folder; expected an image folder"),
         (["--resume", "/nonexistent/ckpt.pt"], "--resume: /nonexistent/ckpt.pt: no such checkpoint file"),
         (["--kimg", "-1"], "--kimg: expected a number > 0, got -1.0"),
         (["--phase-kimg", "0"], "--phase-kimg: expected a number > 0"),
@@ -278,15 +278,33 @@ def test_fid_at_a_stage_end_with_local_inception_weights(tmp_path):
     assert last["fid@4"] > 0 and "metrics_error" not in last
 
 
-def test_a_failing_metric_is_logged_and_training_continues(tmp_path, capsys, monkeypatch):
-    from progrow.adapters.progan import train as T
+def _offline_without_weights(tmp_path, monkeypatch):
+    """No Inception weights in the hub cache, and the download fails as it does without network."""
+    import urllib.error
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("no weights here")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 
-    monkeypatch.setattr(T, "evaluate", broken)
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+
+
+def test_a_failing_metric_is_logged_keeps_the_others_and_training_continues(tmp_path, capsys, monkeypatch):
+    _offline_without_weights(tmp_path, monkeypatch)
     out = tmp_path / "broken"
-    assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--metrics", "fid"]) == 0
-    assert "warning: metrics fid failed at 4²: no weights here" in capsys.readouterr().err
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--metrics", "fid,swd", "--metric-samples", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: metrics fid failed at 4²: InceptionV3 weights for FID/KID/IS are not available" in err
+    assert "--inception-weights /path/to/weights-inception-2015-12-05-6726825d.pth" in err and "weights_path" not in err
     log = _read_log(out)
-    assert log[-1]["kimg"] == 0.096 and any(r.get("metrics_error") == "no weights here" for r in log)
+    assert log[-1]["kimg"] == 0.096
+    failed = [r for r in log if "metrics_error" in r]
+    assert failed and all(r["metrics_error"].startswith("fid: InceptionV3 weights") and r[f"swd@{r['resolution']}"] > 0 for r in failed)
+
+
+def test_a_run_whose_only_metric_fails_leaves_no_empty_plots_folder(tmp_path, capsys, monkeypatch):
+    _offline_without_weights(tmp_path, monkeypatch)
+    out = tmp_path / "broken"
+    assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--metrics", "fid", "--metric-samples", "16"]) == 0
+    assert any("metrics_error" in r for r in _read_log(out)) and not (out / "plots").exists()

@@ -29,8 +29,9 @@ def plot_metrics(log_path: Path, out_dir: Path) -> Optional[list[Path]]:
             if m and isinstance(value, (int, float)):
                 series.setdefault(m.group(1), []).append((r["kimg"], float(value), int(m.group(2))))
     stage_starts = [b["kimg"] for a, b in zip(records, records[1:]) if b.get("stage") != a.get("stage")]
-    written = []
-    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if series:
+        out_dir.mkdir(parents=True, exist_ok=True)
     for name, points in sorted(series.items()):
         fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")

@@ -26,6 +26,11 @@ import torch
 import torch.nn.functional as F
 
 import progrow as pg
+from progrow.adapters.cli_help import HelpFormatter
+from progrow.adapters.devices import resolve_device
+from progrow.adapters.progan.data_source import DataSource, describe_source, inspect_data, same_source
+from progrow.adapters.progan.metric_groups import evaluate_groups
+from progrow.adapters.progan.rundir import remove_empty_tree
 from progrow.adapters.progan.distributed import (
     DistInfo,
     all_reduce_grads,
@@ -50,12 +55,15 @@ from progrow.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from progrow.metrics import METRICS, evaluate
+from progrow.metrics import METRICS
+from progrow.metrics.inception import check_weights_file
 from progrow.data import DataError, ImageSampler, MultiResDataset, Prefetcher, build_cache, open_source, to_float
+from progrow.data.cache import CachePlan
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 FORMAT = "progrow.progan/1"
+MAX_SEED = 2**32 - 1
 
 
 class Diverged(Exception):
@@ -71,7 +79,7 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
     p = argparse.ArgumentParser(
         prog=prog,
         description="Train the reference ProGAN (Karras et al. 2018) with progressive growing.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--preset", default="cpu-demo", choices=sorted(PRESETS),
                    help="networks + schedule: paper-1024 (800/800 kimg), official-1024 (600/600 kimg, official batch table), cpu-demo (32², minutes on a CPU)")
@@ -94,7 +102,7 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on recent GPUs)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the generator (the discriminator stays eager: the gradient penalty needs double backward)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, latents and data order")
+    p.add_argument("--seed", type=int, default=0, help=f"seed for weights, latents and data order, 0..{MAX_SEED}")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="random horizontal flips of the reals (default: the preset's)")
     p.add_argument("--cond", action="store_true", help="class-conditional training with the dataset's labels (auxiliary classifier, as the official code)")
@@ -146,6 +154,7 @@ class Options:
     inception_weights: Optional[str] = None
     data_workers: int = 0
     dist: DistInfo = field(default_factory=DistInfo)
+    source: Optional[DataSource] = None  # what --data names, inspected before anything is built
 
     def identity(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed by this run (bookkeeping and `--kimg` may change)."""
@@ -197,15 +206,22 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         preset_changes["tick_kimg"] = {r: args.tick_kimg for r in schedule.resolutions}
     preset = replace(preset, **preset_changes)
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
         device = torch.device("cuda", dist.local_rank if device.index is None else device.index)
     precision = args.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
+    if device.type == "cpu" and precision in ("bf16", "fp16") and dist.is_main:
+        print(f"warning: --precision {precision} on a CPU is much slower than fp32 there (about 6× measured); "
+              "it is meant for GPUs", file=sys.stderr, flush=True)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed: expected an int in 0..{MAX_SEED}, got {args.seed}")
     out = Path(args.out) if args.out else Path("runs") / preset.name
+    _check_out(out)
     for name in ("max_bad_steps", "max_rollbacks"):
         if getattr(args, name) < (1 if name == "max_bad_steps" else 0):
             raise UsageError(f"--{name.replace('_', '-')}: expected an int ≥ {1 if name == 'max_bad_steps' else 0}, got {getattr(args, name)}")
@@ -219,48 +235,75 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         raise UsageError(f"--data-workers: expected an int ≥ 0, got {args.data_workers}")
     if args.metric_ticks < 0:
         raise UsageError(f"--metric-ticks: expected an int ≥ 0, got {args.metric_ticks}")
-    if args.inception_weights is not None and not Path(args.inception_weights).is_file():
-        raise UsageError(f"--inception-weights: {args.inception_weights}: no such file")
+    if args.inception_weights is not None:
+        weights = Path(args.inception_weights)
+        if not weights.is_file():
+            what = "is a folder; expected the weights file" if weights.is_dir() else "no such file"
+            raise UsageError(f"--inception-weights: {weights}: {what}")
+        try:
+            check_weights_file(weights, option="--inception-weights")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     try:
         stop_signals = parse_signals(args.stop_signals)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.resume not in ("auto", "none") and not Path(args.resume).is_file():
-        raise UsageError(f"--resume: {args.resume}: no such checkpoint file (or use 'auto' / 'none')")
+        what = "is a folder, expected a checkpoint file" if Path(args.resume).is_dir() else "no such checkpoint file"
+        raise UsageError(f"--resume: {args.resume}: {what} (or use 'auto' / 'none')")
     if args.resume == "none" and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise UsageError(f"--resume none: {out} already holds checkpoints; choose another --out or resume")
+    try:
+        source = inspect_data(args.data)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    if args.cond and not source.has_labels:
+        raise UsageError(f"--cond: {source.description} has no labels; conditional training needs a folder or zip with "
+                         "a dataset.json of labels (or a cache built from one)")
     return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
                    channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
                    no_growing=args.no_growing, crop=args.crop, upscale=args.upscale, bad_images=args.bad_images,
                    stop_signals=stop_signals, max_bad_steps=args.max_bad_steps, max_rollbacks=args.max_rollbacks,
                    metrics=metrics, metric_samples=args.metric_samples, metric_ticks=args.metric_ticks,
-                   inception_weights=args.inception_weights, data_workers=args.data_workers, dist=dist)
+                   inception_weights=args.inception_weights, data_workers=args.data_workers, dist=dist, source=source)
+
+
+def _check_out(out: Path) -> None:
+    """`--out` must be a folder or creatable as one: no file at it or at any of its parents."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "is a file" if path == out else f"cannot be created: {path} is a file"
+                raise UsageError(f"--out: {out} {what}; expected a run folder (new, or one to resume)")
+            return
 
 
 # ------------------------------------------------------------------------------------------------ data
 def open_dataset(opts: Options) -> MultiResDataset:
-    """The multi-resolution cache for `--data`, built into `<out>/dataset` on first use."""
+    """The multi-resolution cache for `--data`, built into `<out>/dataset` on first use (announced first)."""
     res = opts.preset.resolution
     spec = opts.data
-    source: Any
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        source = spec
-    else:
+    assert opts.source is not None
+    if opts.source.kind == "cache":
         path = Path(spec)
-        if not path.exists():
-            raise UsageError(f"--data: {path}: no such file or directory")
-        if path.is_dir() and (path / "meta.json").is_file():
-            return _check_dataset(MultiResDataset(path), opts, path)
-        source = path
+        return _check_dataset(MultiResDataset(path), opts, path)
     cache = opts.out / "dataset"
     if opts.dist.is_main and not (cache / "meta.json").is_file():
-        build_cache(source, cache, resolution=res, crop=opts.crop, upscale=opts.upscale, bad_images=opts.bad_images)
+        if opts.source.kind == "synthetic":
+            print(f"note: --data {spec} is progrow's built-in demo set (drawn shapes), for trying the tool; "
+                  "pass --data with your images (a folder, a zip, or a `progrow dataset` cache) for real training", flush=True)
+        build_cache(spec, cache, resolution=res, crop=opts.crop, upscale=opts.upscale, bad_images=opts.bad_images,
+                    on_plan=_announce)
     barrier(opts.dist)  # the other ranks wait for rank 0's cache
     dataset = MultiResDataset(cache)
-    with open_source(source) as src:
+    with open_source(spec) as src:
         if dataset.source != src.description:
             raise UsageError(f"--data: {opts.out} was trained on {dataset.source}, not {src.description}; use another --out")
     return _check_dataset(dataset, opts, cache)
+
+
+def _announce(plan: CachePlan) -> None:
+    print(f"dataset: {plan.describe()}", flush=True)
 
 
 def _check_dataset(ds: MultiResDataset, opts: Options, path: Path) -> MultiResDataset:
@@ -336,6 +379,7 @@ def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "identity": run.opts.identity(),
+        "data": None if run.opts.source is None else run.opts.source.identity,
         "architecture": {"generator": generator_kwargs(run.opts.preset, run.num_classes), "img_channels": run.G.img_channels},
         "nimg": run.scheduler.nimg,
         "G": run.G.state_dict(),
@@ -361,6 +405,12 @@ def check_resumable(payload: dict[str, Any], opts: Options, path: Path) -> None:
         raise UsageError(
             f"--resume: {path} was made with a different configuration; differing keys: {', '.join(diffs)}. "
             "Use the same --preset and options, or another --out"
+        )
+    saved_data = payload.get("data")
+    if isinstance(saved_data, dict) and opts.source is not None and not same_source(saved_data, opts.source.identity):
+        raise UsageError(
+            f"--data: {path} was trained on {describe_source(saved_data)}, but --data {opts.data} is "
+            f"{opts.source.description}; resume with the same data, or start a new run with another --out"
         )
 
 
@@ -599,13 +649,13 @@ def evaluate_metrics(run: Run, state: pg.GrowthState, dataset: MultiResDataset) 
         options.update(cache_dir=str(opts.out / "metric-cache"), weights_path=opts.inception_weights)
     if run.num_classes:
         options["labels"] = torch.arange(opts.metric_samples) % run.num_classes
-    try:
-        scores = evaluate(opts.metrics, run.ema.module, state, dataset, **options)
-    except Exception as exc:  # a metric must never end a training run
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"warning: metrics {','.join(opts.metrics)} failed at {state.resolution}²: {message}", file=sys.stderr, flush=True)
-        return {"metrics_error": message}
-    return {f"{name}@{state.resolution}": round(value, 6) for name, value in scores.items()}
+    scores, errors = evaluate_groups(opts.metrics, run.ema.module, state, dataset, **options)
+    record: dict[str, Any] = {f"{name}@{state.resolution}": round(value, 6) for name, value in scores.items()}
+    if errors:  # a metric must never end a training run, nor take the others with it
+        for names, message in errors.items():
+            print(f"warning: metrics {names} failed at {state.resolution}²: {message}", file=sys.stderr, flush=True)
+        record["metrics_error"] = "; ".join(f"{names}: {message}" for names, message in errors.items())
+    return record
 
 
 def _truncate_log(path: Path, nimg: int) -> None:
@@ -631,7 +681,7 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
         restore(run, resume[1])
         if main_rank:
             _truncate_log(opts.out / "log.jsonl", run.scheduler.nimg)
-            print(f"resumed from {resume[0]} at {run.scheduler.nimg / 1000:.1f} kimg", flush=True)
+            print(f"resumed from {resume[0]} at {run.scheduler.nimg / 1000:.3f} kimg", flush=True)
     elif main_rank:
         opts.out.mkdir(parents=True, exist_ok=True)
         (opts.out / "config.json").write_text(json.dumps({"identity": opts.identity(), "data": opts.data, "seed": opts.seed}, indent=2))
@@ -706,29 +756,47 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
     if main_rank:
         export_generator(run.ema.module, opts.out / "generator", preset=p, num_classes=run.num_classes,
                          img_channels=dataset.num_channels, state=sched.state)
-        print(f"done: {sched.nimg / 1000:.1f} kimg; G_ema exported to {opts.out / 'generator.safetensors'}", flush=True)
+        print(f"done: {sched.nimg / 1000:.3f} kimg; G_ema exported to {opts.out / 'generator.safetensors'}", flush=True)
     return run
 
 
 def main(argv: Optional[Sequence[str]] = None, *, prog: str = "python -m progrow.adapters.progan.train") -> int:
-    """Entry point of `python -m progrow.adapters.progan.train` and `progrow train`; returns the exit code."""
+    """Entry point of `python -m progrow.adapters.progan.train` and `progrow train`; returns the exit code.
+
+    Bad input, unusable data and failed writes (a full disk) end with one `error:` line and exit code 2;
+    a run folder this invocation created and left empty is removed again.
+    """
     args = build_parser(prog).parse_args(argv)
+    out: Optional[Path] = None
+    created = False
     try:
         dist = init_distributed("cuda" if (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available()) else "cpu")
         opts = resolve_options(args, dist)
+        out, created = opts.out, not opts.out.exists()
         resume = find_resume(opts)
         if resume is not None:
             check_resumable(resume[1], opts, resume[0])
         dataset = open_dataset(opts)
-    except (UsageError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
         run = train(opts, dataset, resume)
+    except (UsageError, DataError, CheckpointError) as exc:
+        return _fail(f"error: {exc}", out if created else None)
+    except OSError as exc:  # a write in the run folder failed (a full disk, a file size limit, permissions)
+        where = exc.filename or out
+        return _fail(f"error: could not write {where}: {exc.strerror or exc}", out if created else None)
+    except KeyboardInterrupt:
+        return _fail("error: interrupted", out if created else None, code=130)
     except Diverged as exc:
         print(f"error: training diverged: {exc}", file=sys.stderr)
         return 3
     return 0 if run.stopped_by is None else 128 + run.stopped_by
+
+
+def _fail(message: str, created: Optional[Path], *, code: int = 2) -> int:
+    """Print `message` on stderr, remove the run folder `created` by this invocation if it holds no file; `code`."""
+    print(message, file=sys.stderr, flush=True)
+    if created is not None:
+        remove_empty_tree(created)
+    return code
 
 
 if __name__ == "__main__":

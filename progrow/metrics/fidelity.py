@@ -149,11 +149,10 @@ def compute_metrics(
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused connections, …
         if weights_path is not None or default_weights_file().is_file():
             raise  # not a failed download of the weights
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise MissingWeightsError(
-            missing_weights_message(f"no weights_path was given, {default_weights_file()} does not exist, and the "
-                                    f"download failed ({type(exc).__name__}: {reason})")
-        ) from None
+        cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        reason = (f"no weights file was given, {default_weights_file()} does not exist, and the download failed "
+                  f"({type(exc).__name__}: {cause})")
+        raise MissingWeightsError(missing_weights_message(reason), reason=reason) from None
 
     from torch_fidelity import (
         KEY_METRIC_FID,

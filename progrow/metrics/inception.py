@@ -37,7 +37,14 @@ WEIGHTS_FILE_NAME = "weights-inception-2015-12-05-6726825d.pth"
 
 
 class MissingWeightsError(FileNotFoundError):
-    """The InceptionV3 weights are not available (not given, not in the hub cache, and no download possible)."""
+    """The InceptionV3 weights are not available (not given, not in the hub cache, and no download possible).
+
+    `reason` is why, without the advice, so a command line can say it again naming its own option.
+    """
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def default_weights_file() -> Path:
@@ -45,12 +52,13 @@ def default_weights_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE_NAME
 
 
-def missing_weights_message(reason: str) -> str:
-    """The error text: what is missing, why, and the two ways to supply the file."""
+def missing_weights_message(reason: str, *, option: str = "weights_path") -> str:
+    """The error text: what is missing, why, and the two ways to supply the file (`option`: how the caller names it)."""
+    given = f"{option} /path/to/{WEIGHTS_FILE_NAME}" if option.startswith("--") else f"{option}='/path/to/{WEIGHTS_FILE_NAME}'"
     return (
         f"InceptionV3 weights for FID/KID/IS are not available: {reason}. Supply torch-fidelity's "
         f"`pt_inception-2015-12-05` state dict (the file {WEIGHTS_FILE_NAME}, from torch-fidelity's v0.2.0 "
-        f"release) either with the option weights_path='/path/to/{WEIGHTS_FILE_NAME}' or by placing the file in "
+        f"release) either with {given} or by placing the file in "
         f"$TORCH_HOME/hub/checkpoints/ (here: {default_weights_file()}), where torch-fidelity finds it offline."
     )
 
@@ -90,13 +98,20 @@ def weights_identity(weights_path: Optional[PathLike]) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _checked(path: str, size: int, mtime_ns: int) -> None:
+def _checked(path: str, size: int, mtime_ns: int, option: str) -> None:
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch.save writes a zip (legacy: a pickle)
+        raise ValueError(f"{option}: {path} is not a torch state dict file (torch.save files start with a zip or pickle "
+                         f"header, this one with {head!r}); expected {WEIGHTS_FILE_NAME}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"weights_path: {path} is not a readable torch state dict ({type(exc).__name__}: {exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{option}: {path} is not a readable torch state dict ({type(exc).__name__}: {first[:200]}); "
+                         f"expected {WEIGHTS_FILE_NAME}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"weights_path: {path} holds a {type(state).__name__}, expected a state dict")
+        raise ValueError(f"{option}: {path} holds a {type(state).__name__}, expected a state dict")
     expected = _expected_shapes()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -108,18 +123,23 @@ def _checked(path: str, size: int, mtime_ns: int) -> None:
             if keys
         )
         raise ValueError(
-            f"weights_path: {path} is not torch-fidelity's InceptionV3 state dict `pt_inception-2015-12-05` "
+            f"{option}: {path} is not torch-fidelity's InceptionV3 state dict `pt_inception-2015-12-05` "
             f"({len(expected)} tensors, file {WEIGHTS_FILE_NAME}): {detail}"
         )
 
 
-def check_weights_file(weights_path: PathLike) -> Path:
-    """`weights_path` as a Path after checking it exists and has the extractor's exact keys and shapes (memoized)."""
+def check_weights_file(weights_path: PathLike, *, option: str = "weights_path") -> Path:
+    """`weights_path` as a Path after checking it exists and has the extractor's exact keys and shapes (memoized).
+
+    Errors (`MissingWeightsError`, `ValueError`) name the file as `option` (a command line passes its flag).
+    """
     path = Path(weights_path)
     if not path.is_file():
-        raise MissingWeightsError(missing_weights_message(f"weights_path {str(path)!r} is not a file"))
+        what = "is a folder, not a file" if path.is_dir() else "is not a file"
+        reason = f"{option} {str(path)!r} {what}"
+        raise MissingWeightsError(missing_weights_message(reason, option=option), reason=reason)
     stat = path.stat()
-    _checked(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    _checked(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, option)
     return path
 
 
