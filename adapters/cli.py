@@ -50,14 +50,20 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "generate": (_generate, "write images from a trained generator"),
     "interpolate": (_interpolate, "a latent interpolation strip and GIF"),
     "metrics": (_metrics, "FID / KID / IS / SWD / MS-SSIM of a trained generator against a dataset"),
-    "fid": (_fid, "FID of a trained generator against a dataset (progrow metrics --metrics fid)"),
+    "fid": (_fid, "FID of a trained generator against a dataset (the same as progrow metrics --metrics fid)"),
 }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`progrow COMMAND …` (also `python -m progrow …`): the command's exit code; `--version` prints the version."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from progrow import __version__
+
+        print(f"progrow {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        lines = ["usage: progrow COMMAND [options]   (progrow COMMAND --help for its options)", "", "commands:"]
+        lines = ["usage: progrow [--version] COMMAND [options]   (progrow COMMAND --help for its options)", "", "commands:"]
         lines += [f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()]
         print("\n".join(lines), file=sys.stdout if not argv or argv[0] in ("-h", "--help") else sys.stderr)
         if argv and argv[0] not in ("-h", "--help"):

@@ -6,74 +6,129 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import progrow as pg
-from progrow.adapters.progan.generate import load_any
-from progrow.checkpoint import CheckpointError
+from progrow.adapters.cli_help import HelpFormatter
+from progrow.adapters.devices import resolve_device
+from progrow.adapters.progan.generate import MAX_SEED, LoadError, check_output_file, load_any
+from progrow.adapters.progan.metric_groups import evaluate_groups
 from progrow.data import DataError, MultiResDataset
-from progrow.metrics import METRICS, evaluate
+from progrow.metrics import METRICS
+from progrow.metrics.fidelity import FIDELITY_METRICS
+from progrow.metrics.inception import check_weights_file
+from progrow.state import is_power_of_two
 
-__all__ = ["metrics_main", "fid_main"]
+__all__ = ["metrics_main", "fid_main", "build_parser"]
+
+_DESCRIPTIONS = {
+    "metrics": "Metrics of G_ema against the real images of the same resolution.",
+    "fid": "FID (Fréchet Inception Distance, torch-fidelity's InceptionV3) of G_ema against the real images of the\n"
+           "same resolution. `progrow metrics` computes the others (KID, IS, SWD, MS-SSIM).",
+}
 
 
-def _parser(prog: str, default_metrics: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Metrics of G_ema against the real images of the same resolution.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser(prog: str = "progrow metrics", *, fid: bool = False) -> argparse.ArgumentParser:
+    """The options of `progrow metrics`, or of `progrow fid` (`fid=True`: no `--metrics`)."""
+    p = argparse.ArgumentParser(prog=prog, description=_DESCRIPTIONS["fid" if fid else "metrics"], formatter_class=HelpFormatter)
     p.add_argument("--from", dest="source", required=True, help="run folder, generator.safetensors export, or checkpoint .pt")
     p.add_argument("--data", required=True, help="dataset cache (made by `progrow dataset`, or a run's dataset/ folder)")
-    p.add_argument("--metrics", default=default_metrics, help=f"comma-separated: {', '.join(METRICS)}")
+    if not fid:
+        p.add_argument("--metrics", default="fid,swd", help=f"comma-separated: {', '.join(METRICS)}")
     p.add_argument("--resolution", type=int, default=None,
                    help="evaluate at this resolution, stable (default: the resolution and alpha the generator was saved at)")
-    p.add_argument("--samples", type=int, default=10_000, help="generated images")
-    p.add_argument("--inception-weights", default=None, help="local InceptionV3 weights (torch-fidelity's pt_inception-2015-12-05)")
-    p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--seed", type=int, default=0, help="latent seed")
+    p.add_argument("--samples", type=int, default=10_000, help="generated images (at least 2)")
+    p.add_argument("--inception-weights", default=None,
+                   help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 state dict, "
+                        "the file weights-inception-2015-12-05-6726825d.pth; default: torch-fidelity's download cache)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help=f"latent seed, 0..{MAX_SEED}")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p
 
 
-def _run(argv: Optional[Sequence[str]], prog: str, default_metrics: str) -> int:
-    args = _parser(prog, default_metrics).parse_args(argv)
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _check(args: argparse.Namespace, names: list[str]) -> Optional[str]:
+    """The first problem of the command line that needs no model or dataset, or None."""
     unknown = [m for m in names if m not in METRICS]
     if not names or unknown:
-        print(f"error: --metrics: unknown or no metric(s) {unknown or names}; available: {', '.join(METRICS)}", file=sys.stderr)
-        return 2
+        return f"--metrics: unknown or no metric(s) {unknown or names}; available: {', '.join(METRICS)}"
+    if args.resolution is not None and (not is_power_of_two(args.resolution) or not 4 <= args.resolution <= 1024):
+        return f"--resolution: expected a power of two in 4..1024, got {args.resolution}"
+    if args.samples < 2:
+        return f"--samples: expected an int ≥ 2, got {args.samples}"
+    if not 0 <= args.seed <= MAX_SEED:
+        return f"--seed: expected an int in 0..{MAX_SEED}, got {args.seed}"
+    if args.json is not None:
+        problem = check_output_file(args.json, "--json")
+        if problem:
+            return problem
+    data = Path(args.data)
+    if not data.exists():
+        return f"--data: {data}: no such dataset cache folder"
+    if not data.is_dir():
+        return f"--data: {data} is a file; expected a dataset cache folder (made by `progrow dataset`)"
+    if args.inception_weights is not None:
+        weights = Path(args.inception_weights)
+        if not weights.is_file():
+            return f"--inception-weights: {weights}: {'is a folder; expected the weights file' if weights.is_dir() else 'no such file'}"
+        try:
+            check_weights_file(weights, option="--inception-weights")
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _run(argv: Optional[Sequence[str]], prog: str, *, fid: bool) -> int:
+    args = build_parser(prog, fid=fid).parse_args(argv)
+    names = ["fid"] if fid else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    problem = _check(args, names)
+    if problem:
+        return _fail(problem)
     try:
-        G = load_any(args.source, device=args.device)
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        G = load_any(args.source, device=str(device))
+    except LoadError as exc:
+        return _fail(str(exc))
+    try:
         dataset = MultiResDataset(args.data)
-    except (ValueError, FileNotFoundError, CheckpointError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except DataError as exc:
+        return _fail(f"--data: {exc}")
     state = G.growth_state if args.resolution is None else pg.GrowthState(args.resolution)
     assert state is not None
     if state.resolution not in dataset.resolutions:
-        print(f"error: --data: {args.data} has no {state.resolution}² level (has {dataset.resolutions})", file=sys.stderr)
-        return 2
-    options = {"num_samples": args.samples, "device": args.device, "seed": args.seed}
-    if any(n in ("fid", "kid", "is") for n in names):
-        options["weights_path"] = args.inception_weights
-    try:
-        scores = evaluate(names, G, state, dataset, **options)
-    except Exception as exc:  # noqa: BLE001 — reported as one line, e.g. missing Inception weights
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{'metric':<12} {'value':>14}   ({state.resolution}², alpha {state.alpha:g}, {args.samples} samples)")
-    for key, value in scores.items():
-        print(f"{key:<12} {value:>14.6f}")
-    if args.json:
+        option = "--resolution" if args.resolution is not None else "--data"
+        return _fail(f"{option}: {args.data} has no {state.resolution}² level (has {', '.join(map(str, dataset.resolutions))})")
+    options: dict[str, Any] = {"num_samples": args.samples, "device": device, "seed": args.seed}
+    if any(n in FIDELITY_METRICS for n in names):
+        options.update(weights_path=args.inception_weights, verbose=sys.stderr.isatty())  # torch-fidelity's progress bars
+    scores, errors = evaluate_groups(names, G, state, dataset, **options)
+    if scores:
+        print(f"{'metric':<12} {'value':>14}   ({state.resolution}², alpha {state.alpha:g}, {args.samples} samples)")
+        for key, value in scores.items():
+            print(f"{key:<12} {value:>14.6f}")
+    if args.json and scores:
         record = {"source": args.source, "data": args.data, "resolution": state.resolution, "alpha": state.alpha,
-                  "samples": args.samples, **scores}
+                  "samples": args.samples, **scores, **({"errors": errors} if errors else {})}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2))
-    return 0
+    for group, message in errors.items():
+        print(f"error: {group}: {message}", file=sys.stderr)
+    return 2 if errors else 0
 
 
 def metrics_main(argv: Optional[Sequence[str]] = None) -> int:
     """`progrow metrics`."""
-    return _run(argv, "progrow metrics", "fid,swd")
+    return _run(argv, "progrow metrics", fid=False)
 
 
 def fid_main(argv: Optional[Sequence[str]] = None) -> int:
     """`progrow fid`: `progrow metrics --metrics fid`."""
-    return _run(argv, "progrow fid", "fid")
+    return _run(argv, "progrow fid", fid=True)
