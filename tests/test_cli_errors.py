@@ -182,3 +182,24 @@ def test_a_bad_value_is_one_error_line_naming_the_option(command, dest, index, c
     assert "Traceback" not in err
     assert not (tmp_path / "new").exists(), "a failed command left its output behind"
     assert not list(ctx.run.parent.glob("*.tmp-*")) and not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_help_states_each_default_once():
+    for name, build in PARSERS.items():
+        parser = build()
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: )" not in text, name
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help:
+                rendered = formatter._expand_help(action)
+                assert rendered.count("default") <= 1, (name, rendered)
+                assert not (action.required and "(default:" in rendered), (name, rendered)
+    fid = PARSERS["fid"]().format_help()
+    assert "--metrics" not in fid and "FID (Fréchet Inception Distance" in fid
+
+
+def test_metrics_device_defaults_like_train():
+    for name in ("metrics", "fid", "train"):
+        (device,) = [a for a in PARSERS[name]()._actions if a.dest == "device"]
+        assert device.default is None and device.help == "torch device (default: cuda when available, else cpu)"
