@@ -75,7 +75,7 @@ def _check(args: argparse.Namespace, names: list[str]) -> Optional[str]:
     if args.inception_weights is not None:
         weights = Path(args.inception_weights)
         if not weights.is_file():
-            return f"--inception-weights: {weights}: {'is a folder; expected the weights file' if weights.is_dir() else 'no such file'}"
+            return f"--inception-weights: {weights}{' is a folder; expected the weights file' if weights.is_dir() else ': no such file'}"
         try:
             check_weights_file(weights, option="--inception-weights")
         except ValueError as exc:

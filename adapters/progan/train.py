@@ -238,8 +238,8 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     if args.inception_weights is not None:
         weights = Path(args.inception_weights)
         if not weights.is_file():
-            what = "is a folder; expected the weights file" if weights.is_dir() else "no such file"
-            raise UsageError(f"--inception-weights: {weights}: {what}")
+            what = " is a folder; expected the weights file" if weights.is_dir() else ": no such file"
+            raise UsageError(f"--inception-weights: {weights}{what}")
         try:
             check_weights_file(weights, option="--inception-weights")
         except ValueError as exc:
