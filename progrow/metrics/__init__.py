@@ -9,7 +9,8 @@ scores = evaluate(["fid", "swd"], G_ema, state, "data/cache", num_samples=10_000
 
 Modules: `images` (the generated and real sides as uint8 RGB), `inception` (InceptionV3 weights: where,
 identity, `MissingWeightsError`), `fidelity` (`compute_metrics`, the real-statistics cache), `swd`,
-`msssim`, `registry` (`METRICS`, `evaluate`, `evaluate_images`). torch-fidelity is imported on first use only.
+`msssim`, `registry` (`METRICS`, `evaluate`, `evaluate_images`), `reference` (`real_vs_real`: each metric's
+value for real images against real images, cached). torch-fidelity is imported on first use only.
 """
 
 from progrow.metrics.fidelity import FIDELITY_METRICS, FidelityMetric, compute_image_metrics, compute_metrics, real_cache_name
@@ -21,6 +22,7 @@ from progrow.metrics.inception import (
     write_random_inception_weights,
 )
 from progrow.metrics.msssim import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_diversity, ssim
+from progrow.metrics.reference import real_vs_real
 from progrow.metrics.registry import METRICS, Metric, evaluate, evaluate_images, register_metric
 from progrow.metrics.swd import laplacian_pyramid, swd
 
@@ -31,6 +33,8 @@ __all__ = [
     "evaluate",
     "evaluate_images",
     "register_metric",
+    # real-vs-real values
+    "real_vs_real",
     # torch-fidelity metrics
     "compute_metrics",
     "compute_image_metrics",
