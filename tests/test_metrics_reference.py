@@ -9,6 +9,7 @@ raise on a second call, by file names and modification times.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 import progrow as pg
+from progrow.adapters.cli import main as progrow_main
 from progrow.data import MultiResDataset, build_cache
 from progrow.metrics import (
     METRICS,
@@ -273,3 +275,73 @@ def test_fid_kid_is_reference_is_the_generator_path_fed_the_second_set(tmp_path,
     other = write_random_inception_weights(tmp_path / "other" / WEIGHTS_FILE_NAME, seed=1)
     key = R.reference_key("fid", MultiResDataset(data).content_hash, RES, 8, weights_path=weights)
     assert R.reference_key("fid", MultiResDataset(data).content_hash, RES, 8, weights_path=other)["weights"] != key["weights"]
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rvr") / "run"
+    assert progrow_main(["train", "--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.064",
+                         "--data", "synthetic:0:48", "--out", str(out), "--kimg", "0.128"]) == 0
+    return out
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in table.splitlines()[1:] if line and not line.startswith("real vs")}
+
+
+def test_metrics_prints_the_real_vs_real_column_and_writes_it_to_json(run_dir, tmp_path, capsys, monkeypatch, calls):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    out = tmp_path / "scores.json"
+    argv = ["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "swd,ms_ssim",
+            "--samples", "16", "--json", str(out)]
+    assert progrow_main(argv) == 0
+    captured = capsys.readouterr()
+    header, *_ = captured.out.splitlines()
+    assert header.split()[:5] == ["metric", "value", "real", "vs", "real"] and "(8², alpha 1, 16 samples)" in header
+    scores = json.loads(out.read_text())
+    reference = scores["real_vs_real"]
+    a, b = _halves(run_dir / "dataset", 16)
+    assert reference == {"num_samples": 16, **swd(b, a), "ms_ssim": ms_ssim_diversity(b)}
+    rows = _rows(captured.out)
+    assert set(rows) == {"swd", "swd_8", "ms_ssim"}
+    for key, (value, floor) in rows.items():
+        assert float(value) == pytest.approx(scores[key], abs=1e-6) and float(floor) == pytest.approx(reference[key], abs=1e-6)
+    assert captured.err == "" and len(_files(tmp_path / "home" / "fidelity_cache")) == 2
+
+    assert progrow_main(argv) == 0  # the second time from the cache
+    assert calls.groups == [["swd"], ["ms_ssim"]] and json.loads(out.read_text())["real_vs_real"] == reference
+    capsys.readouterr()
+
+    assert progrow_main([*argv, "--samples", "40"]) == 0  # 48 images: two sets of 24
+    text = capsys.readouterr().out
+    assert "real vs real: two sets of 24 reals (the 8² level has 48 images, fewer than 2 × 40)" in text
+    assert json.loads(out.read_text())["real_vs_real"]["num_samples"] == 24
+
+
+def test_no_reference_keeps_the_two_column_table(run_dir, tmp_path, capsys, monkeypatch, calls):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    out = tmp_path / "scores.json"
+    assert progrow_main(["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "swd",
+                         "--samples", "8", "--json", str(out), "--no-reference"]) == 0
+    table = capsys.readouterr().out
+    assert "real vs real" not in table and table.splitlines()[0].split()[:2] == ["metric", "value"]
+    assert all(len(row) == 1 for row in _rows(table).values())
+    assert "real_vs_real" not in json.loads(out.read_text()) and calls.groups == []
+    assert _files(tmp_path / "home" / "fidelity_cache") == []
+
+
+def test_a_failed_reference_is_one_warning_and_the_table_still_prints(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    tiny = _cache(tmp_path / "tiny", count=3)
+    out = tmp_path / "scores.json"
+    assert progrow_main(["metrics", "--from", str(run_dir), "--data", str(tiny), "--metrics", "swd", "--samples", "3",
+                         "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["warning: real vs real: swd: the 8² real set has 3 images; two disjoint sets of "
+                                         "at least 2 need 4"]
+    rows = _rows(captured.out)
+    assert set(rows) == {"swd", "swd_8"} and all(row[1] == "—" for row in rows.values())
+    record = json.loads(out.read_text())
+    assert record["swd"] > 0 and record["real_vs_real"] == {} and "swd" in record["real_vs_real_errors"]
+    assert "Traceback" not in captured.err and not os.path.exists(tmp_path / "home" / "fidelity_cache")
