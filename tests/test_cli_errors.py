@@ -66,6 +66,7 @@ _SHARED_METRICS = {
     "device": [(_opt("--device", "tpu"), "--device"), (_opt("--device", "cuda:99"), "--device")],
     "seed": [(_opt("--seed", "-1"), "--seed"), (_opt("--seed", "x"), "--seed")],
     "json": [(_opt("--json", "{folder}"), "--json"), (_opt("--json", "{text}/scores.json"), "--json")],
+    "no_reference": [(_opt("--no-reference=1"), "--no-reference")],
 }
 
 TABLE: dict[tuple[str, str], list[Case]] = {

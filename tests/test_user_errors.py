@@ -216,7 +216,7 @@ def test_metrics_shows_torch_fidelity_progress_on_a_terminal(runs, tmp_path, cap
     weights = write_random_inception_weights(tmp_path / "w.pth")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert progrow_main(["fid", "--from", str(runs["on_synthetic"]), "--data", str(runs["on_synthetic"] / "dataset"),
-                         "--samples", "16", "--inception-weights", str(weights), "--device", "cpu"]) == 0
+                         "--samples", "16", "--inception-weights", str(weights), "--device", "cpu", "--no-reference"]) == 0
     err = capsys.readouterr().err
     assert "16/16" in err and "error:" not in err
 

@@ -12,7 +12,7 @@ import progrow as pg
 from progrow.adapters.cli_help import HelpFormatter
 from progrow.adapters.devices import resolve_device
 from progrow.adapters.progan.generate import MAX_SEED, LoadError, check_output_file, load_any
-from progrow.adapters.progan.metric_groups import evaluate_groups
+from progrow.adapters.progan.metric_groups import evaluate_groups, reference_groups
 from progrow.data import DataError, MultiResDataset
 from progrow.metrics import METRICS
 from progrow.metrics.fidelity import FIDELITY_METRICS
@@ -22,7 +22,7 @@ from progrow.state import is_power_of_two
 __all__ = ["metrics_main", "fid_main", "build_parser"]
 
 _DESCRIPTIONS = {
-    "metrics": "Metrics of G_ema against the real images of the same resolution.",
+    "metrics": "Metrics of G_ema against the real images of the same resolution, each beside its real-vs-real value.",
     "fid": "FID (Fréchet Inception Distance, torch-fidelity's InceptionV3) of G_ema against the real images of the\n"
            "same resolution. `progrow metrics` computes the others (KID, IS, SWD, MS-SSIM).",
 }
@@ -44,6 +44,11 @@ def build_parser(prog: str = "progrow metrics", *, fid: bool = False) -> argpars
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--seed", type=int, default=0, help=f"latent seed, 0..{MAX_SEED}")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the 'real vs real' column: each metric for two disjoint sets of the dataset's reals (as many "
+                        "as --samples each), what a perfect generator would score. The first time for a dataset, resolution "
+                        "and sample count it costs as much as the metrics themselves; then it is read from "
+                        "$TORCH_HOME/fidelity_cache")
     return p
 
 
@@ -110,18 +115,46 @@ def _run(argv: Optional[Sequence[str]], prog: str, *, fid: bool) -> int:
     if any(n in FIDELITY_METRICS for n in names):
         options.update(weights_path=args.inception_weights, verbose=sys.stderr.isatty())  # torch-fidelity's progress bars
     scores, errors = evaluate_groups(names, G, state, dataset, **options)
+    reference: Optional[dict[str, float]] = None
+    warnings: dict[str, str] = {}
+    scored = [n for n in names if not any(n in group.split(",") for group in errors)]
+    if scored and not args.no_reference:
+        reference, warnings = reference_groups(scored, dataset, state.resolution, **options)
     if scores:
-        print(f"{'metric':<12} {'value':>14}   ({state.resolution}², alpha {state.alpha:g}, {args.samples} samples)")
-        for key, value in scores.items():
-            print(f"{key:<12} {value:>14.6f}")
+        _print_table(scores, reference, state, args.samples, dataset.num_images)
     if args.json and scores:
         record = {"source": args.source, "data": args.data, "resolution": state.resolution, "alpha": state.alpha,
                   "samples": args.samples, **scores, **({"errors": errors} if errors else {})}
+        if reference is not None:
+            record["real_vs_real"] = reference
+            if warnings:
+                record["real_vs_real_errors"] = warnings
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2))
+    for group, message in warnings.items():
+        print(f"warning: real vs real: {group}: {message.removeprefix('real_vs_real: ')}", file=sys.stderr)
     for group, message in errors.items():
         print(f"error: {group}: {message}", file=sys.stderr)
     return 2 if errors else 0
+
+
+def _print_table(scores: dict[str, float], reference: Optional[dict[str, float]], state: pg.GrowthState, samples: int,
+                 num_images: int) -> None:
+    """The scores, one a line, with the real-vs-real value beside each (`—` where there is none) unless `reference` is None."""
+    where = f"({state.resolution}², alpha {state.alpha:g}, {samples} samples)"
+    if reference is None:
+        print(f"{'metric':<12} {'value':>14}   {where}")
+        for key, value in scores.items():
+            print(f"{key:<12} {value:>14.6f}")
+        return
+    print(f"{'metric':<12} {'value':>14} {'real vs real':>14}   {where}")
+    for key, value in scores.items():
+        floor = f"{reference[key]:>14.6f}" if key in reference else f"{'—':>14}"
+        print(f"{key:<12} {value:>14.6f} {floor}")
+    count = int(reference.get("num_samples", samples))
+    if count < samples:
+        print(f"real vs real: two sets of {count} reals (the {state.resolution}² level has {num_images} images, "
+              f"fewer than 2 × {samples})")
 
 
 def metrics_main(argv: Optional[Sequence[str]] = None) -> int:

@@ -9,10 +9,11 @@ scores = evaluate(["fid", "swd"], G_ema, state, "data/cache", num_samples=10_000
 
 Modules: `images` (the generated and real sides as uint8 RGB), `inception` (InceptionV3 weights: where,
 identity, `MissingWeightsError`), `fidelity` (`compute_metrics`, the real-statistics cache), `swd`,
-`msssim`, `registry` (`METRICS`, `evaluate`). torch-fidelity is imported on first use only.
+`msssim`, `registry` (`METRICS`, `evaluate`, `evaluate_images`), `reference` (`real_vs_real`: each metric's
+value for real images against real images, cached). torch-fidelity is imported on first use only.
 """
 
-from progrow.metrics.fidelity import FIDELITY_METRICS, FidelityMetric, compute_metrics, real_cache_name
+from progrow.metrics.fidelity import FIDELITY_METRICS, FidelityMetric, compute_image_metrics, compute_metrics, real_cache_name
 from progrow.metrics.images import GeneratedImages, RealImages, Reals, evaluating, to_uint8_rgb
 from progrow.metrics.inception import (
     WEIGHTS_FILE_NAME,
@@ -21,7 +22,8 @@ from progrow.metrics.inception import (
     write_random_inception_weights,
 )
 from progrow.metrics.msssim import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_diversity, ssim
-from progrow.metrics.registry import METRICS, Metric, evaluate, register_metric
+from progrow.metrics.reference import real_vs_real
+from progrow.metrics.registry import METRICS, Metric, evaluate, evaluate_images, register_metric
 from progrow.metrics.swd import laplacian_pyramid, swd
 
 __all__ = [
@@ -29,9 +31,13 @@ __all__ = [
     "METRICS",
     "Metric",
     "evaluate",
+    "evaluate_images",
     "register_metric",
+    # real-vs-real values
+    "real_vs_real",
     # torch-fidelity metrics
     "compute_metrics",
+    "compute_image_metrics",
     "FidelityMetric",
     "FIDELITY_METRICS",
     "real_cache_name",

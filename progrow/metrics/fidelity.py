@@ -14,12 +14,22 @@ import contextlib
 import http.client
 import os
 import urllib.error
-from typing import Literal, Optional, Sequence, Union, get_args
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence, Union, get_args
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from progrow.metrics.images import DeviceLike, GeneratedImages, Labels, RealImages, Reals, open_reals, real_subset
+from progrow.metrics.images import (
+    DeviceLike,
+    GeneratedImages,
+    Labels,
+    RealImages,
+    Reals,
+    open_reals,
+    real_subset,
+    resolve_device,
+)
 from progrow.metrics.inception import (
     MissingWeightsError,
     check_weights_file,
@@ -29,19 +39,36 @@ from progrow.metrics.inception import (
 )
 from progrow.state import GrowthState
 
-__all__ = ["FidelityMetric", "FIDELITY_METRICS", "compute_metrics", "real_cache_name"]
+__all__ = [
+    "FidelityMetric",
+    "FIDELITY_METRICS",
+    "FIDELITY_KEYS",
+    "compute_metrics",
+    "compute_image_metrics",
+    "fidelity_cache_dir",
+    "real_cache_name",
+]
 
 FidelityMetric = Literal["fid", "kid", "is"]
 FIDELITY_METRICS: tuple[str, ...] = get_args(FidelityMetric)
 PathLike = Union[str, "os.PathLike[str]"]
 
 _FLAGS = {"fid": "fid", "kid": "kid", "is": "isc"}  # progrow name → torch-fidelity keyword
+# The result keys of each metric.
+FIDELITY_KEYS: dict[str, tuple[str, ...]] = {"fid": ("fid",), "kid": ("kid", "kid_std"), "is": ("is", "is_std")}
 
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}: expected an int ≥ {minimum}, got {value!r}")
     return value
+
+
+def fidelity_cache_dir(cache_dir: PathLike | None = None) -> Path:
+    """The folder torch-fidelity caches real statistics in: `cache_dir`, else `$TORCH_HOME/fidelity_cache` (its rule)."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(torch.hub._get_torch_home()) / "fidelity_cache"
 
 
 def real_cache_name(content_hash: str, resolution: int, num_real: int, weights_id: str) -> str:
@@ -101,19 +128,87 @@ def compute_metrics(
     if not isinstance(state, GrowthState):
         raise TypeError(f"state: expected a progrow.GrowthState, got {type(state).__name__}")
     num_samples = _positive_int("num_samples", num_samples, 2)
-    batch_size = _positive_int("batch_size", batch_size)
-    kid_subset_size = _positive_int("kid_subset_size", kid_subset_size, 2)
+    weights_path = _check_options(batch_size, kid_subset_size, verbose, cache_dir, weights_path)
+    fakes = GeneratedImages(generator, state, latent_dim=latent_dim, seed=seed, labels=labels, device=device)
+
+    from torch_fidelity import GenerativeModelModuleWrapper
+
+    generated = {"input1": GenerativeModelModuleWrapper(fakes, fakes.latent_dim, "normal", 0, make_eval=False),
+                 "input1_model_num_samples": num_samples}
+    return _calculate(names, generated, num_samples, fakes.device, reals, state.resolution, num_real=num_real,
+                      batch_size=batch_size, weights_path=weights_path, cache_dir=cache_dir, seed=seed,
+                      kid_subset_size=kid_subset_size, verbose=verbose)
+
+
+def compute_image_metrics(
+    images: Tensor,
+    reals: Reals,
+    resolution: int,
+    *,
+    metrics: Sequence[FidelityMetric] = ("fid",),
+    num_real: int | None = None,
+    batch_size: int = 64,
+    device: DeviceLike = None,
+    weights_path: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+    seed: int = 0,
+    kid_subset_size: int = 1000,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """FID / KID / IS of uint8 images `[N, C, R, R]` (C = 1 or 3, N ≥ 2) in place of a generator's, against `reals`.
+
+    Everything else is `compute_metrics`'s: the same real subset at `resolution` (`num_real`, default
+    `min(N, len(reals))`) and statistics cache, the same options and results; the N images are the
+    generated side as they are (gray repeated to RGB). `device` defaults to the CPU.
+    """
+    names = _check_metrics(metrics)
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        got = f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images: expected uint8 images [N, 1 or 3, R, R], got {got}")
+    if tuple(images.shape[2:]) != (resolution, resolution) or len(images) < 2:
+        raise ValueError(f"images: expected at least 2 images of {resolution}², got shape {tuple(images.shape)}")
+    weights_path = _check_options(batch_size, kid_subset_size, verbose, cache_dir, weights_path)
+    images = images.detach().cpu()
+    generated = {"input1": RealImages(images, torch.arange(len(images)))}
+    return _calculate(names, generated, len(images), resolve_device(device, None), reals, resolution, num_real=num_real,
+                      batch_size=batch_size, weights_path=weights_path, cache_dir=cache_dir, seed=seed,
+                      kid_subset_size=kid_subset_size, verbose=verbose)
+
+
+def _check_options(batch_size: int, kid_subset_size: int, verbose: bool, cache_dir: PathLike | None,
+                   weights_path: PathLike | None) -> Path | None:
+    """Validate the options shared by both entry points; the checked weights file (or None)."""
+    _positive_int("batch_size", batch_size)
+    _positive_int("kid_subset_size", kid_subset_size, 2)
     if not isinstance(verbose, bool):
         raise ValueError(f"verbose: expected a bool, got {verbose!r}")
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise ValueError(f"cache_dir: expected a folder path or None, got {type(cache_dir).__name__}")
-    if weights_path is not None:
-        if not isinstance(weights_path, (str, os.PathLike)):
-            raise ValueError(f"weights_path: expected a file path or None, got {type(weights_path).__name__}")
-        weights_path = check_weights_file(weights_path)
+    if weights_path is None:
+        return None
+    if not isinstance(weights_path, (str, os.PathLike)):
+        raise ValueError(f"weights_path: expected a file path or None, got {type(weights_path).__name__}")
+    return check_weights_file(weights_path)
 
-    fakes = GeneratedImages(generator, state, latent_dim=latent_dim, seed=seed, labels=labels, device=device)
-    images, content_hash = open_reals(reals, state.resolution)
+
+def _calculate(
+    names: tuple[str, ...],
+    generated: dict[str, Any],
+    num_samples: int,
+    device: torch.device,
+    reals: Reals,
+    resolution: int,
+    *,
+    num_real: int | None,
+    batch_size: int,
+    weights_path: Path | None,
+    cache_dir: PathLike | None,
+    seed: int,
+    kid_subset_size: int,
+    verbose: bool,
+) -> dict[str, float]:
+    """One `calculate_metrics` call: `generated` (torch-fidelity's `input1…` keywords, `num_samples` images) against the reals."""
+    images, content_hash = open_reals(reals, resolution)
     available = len(images)
     num_real = min(num_samples, available) if num_real is None else _positive_int("num_real", num_real, 2)
     if num_real > available:
@@ -122,14 +217,13 @@ def compute_metrics(
         raise ValueError(f"num_real: FID/KID need ≥ 2 real images, the real set has {available}")
     real_set = RealImages(images, real_subset(available, num_real))
 
-    from torch_fidelity import GenerativeModelModuleWrapper, calculate_metrics
+    from torch_fidelity import calculate_metrics
 
-    cuda = fakes.device.type == "cuda"
+    cuda = device.type == "cuda"
     kwargs = dict(
-        input1=GenerativeModelModuleWrapper(fakes, fakes.latent_dim, "normal", 0, make_eval=False),
-        input1_model_num_samples=num_samples,
+        **generated,
         input2=real_set,
-        input2_cache_name=real_cache_name(content_hash, state.resolution, num_real, weights_identity(weights_path)),
+        input2_cache_name=real_cache_name(content_hash, resolution, num_real, weights_identity(weights_path)),
         cuda=cuda,
         batch_size=batch_size,
         feature_extractor_weights_path=None if weights_path is None else str(weights_path),
@@ -142,7 +236,7 @@ def compute_metrics(
         verbose=verbose,
         **{_FLAGS[name]: True for name in names},
     )
-    on_device = torch.cuda.device(fakes.device) if cuda else contextlib.nullcontext()
+    on_device = torch.cuda.device(device) if cuda else contextlib.nullcontext()
     try:
         with on_device:
             raw = calculate_metrics(**kwargs)

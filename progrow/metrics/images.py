@@ -31,6 +31,7 @@ __all__ = [
     "Labels",
     "open_reals",
     "real_subset",
+    "real_halves",
     "to_uint8_rgb",
     "evaluating",
     "resolve_latent_dim",
@@ -103,10 +104,10 @@ def _module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_device(device: DeviceLike, generator: nn.Module) -> torch.device:
-    """The device metrics run on: `device` if given, else the generator's; only CPU and CUDA are supported."""
+def resolve_device(device: DeviceLike, generator: nn.Module | None) -> torch.device:
+    """The device metrics run on: `device` if given, else the generator's (cpu without one); only CPU and CUDA."""
     if device is None:
-        resolved = _module_device(generator)
+        resolved = _module_device(generator) if generator is not None else torch.device("cpu")
     else:
         try:
             resolved = torch.device(device)
@@ -258,12 +259,26 @@ def open_reals(reals: Reals, resolution: int) -> tuple[Any, str]:
     )
 
 
+def _permutation(num_images: int) -> Tensor:
+    return torch.randperm(num_images, generator=torch.Generator().manual_seed(_SUBSET_SEED))
+
+
 def real_subset(num_images: int, count: int) -> Tensor:
     """Indices of `count` of `num_images` real images: all of them, or a fixed seeded subset (sorted)."""
     if count == num_images:
         return torch.arange(num_images)
-    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(_SUBSET_SEED))
-    return perm[:count].sort().values
+    return _permutation(num_images)[:count].sort().values
+
+
+def real_halves(num_images: int, count: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint sorted index sets `[count]`: the first `count` of `real_subset`'s permutation, then the next `count`.
+
+    The first set is `real_subset(num_images, count)` itself whenever `2·count ≤ num_images` (required).
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1 or 2 * count > num_images:
+        raise ValueError(f"count: expected an int in 1..{num_images // 2} (two disjoint sets of {num_images}), got {count!r}")
+    perm = _permutation(num_images)
+    return perm[:count].sort().values, perm[count : 2 * count].sort().values
 
 
 class RealImages(Dataset):

@@ -1,5 +1,7 @@
 """The metric registry: `METRICS` by name and `evaluate(names, generator, state, reals, **options)`.
 
+`evaluate_images(names, images, reals, resolution, **options)` scores given images as if generated.
+
 ```python
 scores = evaluate(["fid", "swd"], G_ema, state, "data/cache", num_samples=10_000, weights_path="inception.pth")
 log({f"{k}@{state.resolution}": v for k, v in scores.items()})     # fid@64, swd@64, swd_64@64, …
@@ -15,21 +17,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
+import torch
 from torch import Tensor, nn
 
-from progrow.metrics.fidelity import FIDELITY_METRICS, compute_metrics
+from progrow.metrics.fidelity import FIDELITY_METRICS, compute_image_metrics, compute_metrics
 from progrow.metrics.images import GeneratedImages, RealImages, Reals, open_reals, real_subset
 from progrow.metrics.msssim import ms_ssim_diversity
 from progrow.metrics.swd import swd
 from progrow.state import GrowthState
 
-__all__ = ["Metric", "METRICS", "register_metric", "evaluate", "SHARED_OPTIONS"]
+__all__ = ["Metric", "METRICS", "register_metric", "evaluate", "evaluate_images", "check_options", "SHARED_OPTIONS"]
 
 # Options every metric accepts (the generated side and the sample count).
 SHARED_OPTIONS = ("num_samples", "batch_size", "device", "latent_dim", "seed", "labels")
 _FIDELITY_OPTIONS = ("num_real", "weights_path", "cache_dir", "kid_subset_size", "verbose")
 _SWD_OPTIONS = ("descriptors_per_image", "patch_size", "num_projections", "num_repeats", "min_resolution")
 _MS_SSIM_OPTIONS = ("num_pairs",)
+_GENERATOR_OPTIONS = ("latent_dim", "labels")  # meaningless when images stand in for a generator
 _DEFAULT_SAMPLES = 10_000
 
 
@@ -50,7 +54,8 @@ def _fidelity(name: str) -> Callable[..., dict[str, float]]:
     return compute
 
 
-def _generated(generator: nn.Module, state: GrowthState, options: dict[str, Any], n: int) -> Tensor:
+def _generated(generator: Optional[nn.Module], state: GrowthState, options: dict[str, Any], n: int) -> Tensor:
+    assert generator is not None, "no generator and no images"
     source = GeneratedImages(
         generator, state, latent_dim=options.get("latent_dim"), seed=options.get("seed", 0),
         labels=options.get("labels"), device=options.get("device"),
@@ -58,7 +63,7 @@ def _generated(generator: nn.Module, state: GrowthState, options: dict[str, Any]
     return source.sample(n, batch_size=options.get("batch_size", 64))
 
 
-def _swd_of(fakes: Optional[Tensor], generator: nn.Module, state: GrowthState, reals: Reals,
+def _swd_of(fakes: Optional[Tensor], generator: Optional[nn.Module], state: GrowthState, reals: Reals,
             options: dict[str, Any]) -> dict[str, float]:
     images, _ = open_reals(reals, state.resolution)
     n = min(options.get("num_samples", _DEFAULT_SAMPLES), len(images))
@@ -68,7 +73,8 @@ def _swd_of(fakes: Optional[Tensor], generator: nn.Module, state: GrowthState, r
     return swd(fake, real, seed=options.get("seed", 0), **kwargs)
 
 
-def _ms_ssim_of(fakes: Optional[Tensor], generator: nn.Module, state: GrowthState, options: dict[str, Any]) -> dict[str, float]:
+def _ms_ssim_of(fakes: Optional[Tensor], generator: Optional[nn.Module], state: GrowthState,
+                options: dict[str, Any]) -> dict[str, float]:
     fake = fakes if fakes is not None else _generated(generator, state, options, options.get("num_samples", _DEFAULT_SAMPLES))
     kwargs = {k: options[k] for k in _MS_SSIM_OPTIONS if k in options}
     return {"ms_ssim": ms_ssim_diversity(fake, seed=options.get("seed", 0), **kwargs)}
@@ -117,6 +123,18 @@ def _check_names(names: Iterable[str]) -> list[str]:
     return names
 
 
+def check_options(options: dict[str, Any], *, caller: str = "evaluate") -> None:
+    """`ValueError` for an option no registered metric takes, or a bad `num_samples` / `batch_size`."""
+    for key, minimum in (("num_samples", 2), ("batch_size", 1)):
+        value = options.get(key, minimum)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{caller}: {key} expected an int ≥ {minimum}, got {value!r}")
+    known = {o for metric in METRICS.values() for o in metric.options}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{caller}: unknown option(s) {', '.join(unknown)}; metrics take: {', '.join(sorted(known))}")
+
+
 def evaluate(
     names: Iterable[str],
     generator: nn.Module,
@@ -132,14 +150,7 @@ def evaluate(
     for every metric.
     """
     names = _check_names(names)
-    for key, minimum in (("num_samples", 2), ("batch_size", 1)):
-        value = options.get(key, minimum)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"evaluate: {key} expected an int ≥ {minimum}, got {value!r}")
-    known = {o for metric in METRICS.values() for o in metric.options}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"evaluate: unknown option(s) {', '.join(unknown)}; metrics take: {', '.join(sorted(known))}")
+    check_options(options)
     out: dict[str, float] = {}
     fidelity = [n for n in names if n in FIDELITY_METRICS]
     if fidelity:
@@ -157,4 +168,40 @@ def evaluate(
             out.update(_ms_ssim_of(fakes, generator, state, taken_options))
         elif name not in fidelity:
             out.update(METRICS[name].compute(generator, state, reals, **taken_options))
+    return out
+
+
+def evaluate_images(names: Iterable[str], images: Tensor, reals: Reals, resolution: int, **options: Any) -> dict[str, float]:
+    """Run the built-in metrics `names` on uint8 images `[n, C, R, R]` standing in for n generated images.
+
+    Each metric scores the images exactly as `evaluate` scores n generated ones (`num_samples` = n, not
+    an option here): the same real subset of `reals` at `resolution`, the same seeded draws, the same
+    options; `latent_dim` and `labels`, which only a generator uses, are ignored. A metric added with
+    `register_metric` needs a generator to call, so it is left out of the result (not an error).
+    """
+    names = _check_names(names)
+    if "num_samples" in options:
+        raise ValueError("evaluate_images: num_samples is the number of images given; it is not an option here")
+    check_options(options, caller="evaluate_images")
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        got = f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"evaluate_images: images expected uint8 [n, 1 or 3, R, R], got {got}")
+    if tuple(images.shape[2:]) != (resolution, resolution) or len(images) < 2:
+        raise ValueError(f"evaluate_images: images expected at least 2 of {resolution}², got shape {tuple(images.shape)}")
+    images = images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images  # gray as RGB, as generated
+    options = {k: v for k, v in options.items() if k not in _GENERATOR_OPTIONS}
+    out: dict[str, float] = {}
+    fidelity = [n for n in names if n in FIDELITY_METRICS]
+    if fidelity:
+        taken = METRICS["fid"].options
+        out.update(compute_image_metrics(images, reals, resolution, metrics=fidelity,
+                                         **{k: v for k, v in options.items() if k in taken}))
+    state = GrowthState(resolution)
+    options["num_samples"] = len(images)
+    for name in names:
+        taken_options = {k: v for k, v in options.items() if k in METRICS[name].options}
+        if name == "swd":
+            out.update(_swd_of(images, None, state, reals, taken_options))
+        elif name == "ms_ssim":
+            out.update(_ms_ssim_of(images, None, state, taken_options))
     return out
