@@ -384,12 +384,13 @@ def make_trainer(variant: str, cache: Path, spec: dict[str, Any], work: Path) ->
                              work=work / "run", phase_kimg=spec.get("phase_kimg"), overrides=spec.get("overrides", {}))
     from progrow.adapters.progan.presets import get_preset
 
+    if variant == "dcgan":  # flat: no schedule of the preset's
+        return DCGANTrainer(cache, resolution=spec["resolution"], grow=False, seed=spec["seed"], schedule=None)
     schedule = apply_overrides(get_preset(spec["preset"]), spec.get("overrides", {})).schedule
     if spec.get("phase_kimg"):
         k = spec["phase_kimg"]
         schedule = schedule.replace(fade_kimg=k, stable_kimg=k, fade_kimg_per_res={}, stable_kimg_per_res={})
-    return DCGANTrainer(cache, resolution=spec["resolution"], grow=variant == "dcgan-grown", seed=spec["seed"],
-                        schedule=schedule)
+    return DCGANTrainer(cache, resolution=spec["resolution"], grow=True, seed=spec["seed"], schedule=schedule)
 
 
 class _Sampler(nn.Module):

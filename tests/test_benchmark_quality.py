@@ -1,0 +1,84 @@
+"""benchmarks/quality.py: its smoke mode runs every variant end to end, and its verdict arithmetic is exact."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import quality  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality")
+    return out, quality.main(["--quick", "--out", str(out)])
+
+
+def test_quick_mode_trains_and_scores_every_variant_on_both_datasets(quick):
+    out, summary = quick
+    assert set(summary["results"]) == set(quality.DATASETS)
+    for dataset, by_variant in summary["results"].items():
+        assert summary["floors"][dataset] > 0
+        assert list(by_variant) == list(quality.VARIANTS)
+        for variant, result in by_variant.items():
+            assert result["cpu_s"] >= summary["budget_cpu_s"]  # trained until the budget was spent
+            assert [p["cpu_s"] >= 0 for p in result["points"]] == [True, True]  # the quick mode's two evaluations
+            assert result["points"][0]["cpu_s"] <= result["points"][1]["cpu_s"]
+            assert result["final_resolution_reached"] == 32
+            if quality.GROWING[variant]:
+                ends = result["stage_ends"]
+                assert [e["resolution"] for e in ends] == [4, 8, 16, 32]  # three stage ends, then the budget's end
+                assert [sorted(map(int, e["levels"])) for e in ends] == [[4], [4, 8], [4, 8, 16], [4, 8, 16, 32]]
+            else:
+                assert "stage_ends" not in result
+    saved = json.loads((out / "quality.json").read_text())
+    assert saved["verdicts"] == summary["verdicts"]
+    assert any("progan < progan-flat" in line for line in summary["verdicts"])
+    assert any("growing vs not" in line or "never reaches" in line for line in summary["verdicts"])
+
+
+def test_quick_mode_writes_the_plot_and_one_sample_sheet_per_dataset(quick):
+    out, _ = quick
+    assert Image.open(out / "swd.png").size[0] > 0
+    for dataset in quality.DATASETS:
+        sheet = Image.open(out / f"samples-{dataset}.png")
+        # real + four variants, 6×6 tiles of 64 px (32² images enlarged 2×) with 2 px gaps, 12 px between panels
+        assert sheet.size == (5 * (6 * 64 + 5 * 2 + 12) - 12, 6 * 64 + 5 * 2 + 14)
+
+
+def test_a_second_run_reuses_finished_variants(quick, capsys):
+    out, summary = quick
+    again = quality.main(["--quick", "--out", str(out)])
+    assert capsys.readouterr().out.count("reused") == len(quality.DATASETS) * len(quality.VARIANTS)
+    assert again["results"] == summary["results"]
+
+
+def test_time_to_interpolates_the_first_crossing():
+    points = [{"cpu_s": 10, "swd": 100.0}, {"cpu_s": 20, "swd": 60.0}, {"cpu_s": 30, "swd": 20.0}, {"cpu_s": 40, "swd": 50.0}]
+    assert quality.time_to(points, 100.0) == 10.0
+    assert quality.time_to(points, 80.0) == 15.0
+    assert quality.time_to(points, 20.0) == 30.0
+    assert quality.time_to(points, 19.9) is None
+
+
+def test_level_regressions_name_every_level_that_got_worse():
+    ends = [
+        {"resolution": 8, "levels": {"8": 30.0, "4": 20.0}},
+        {"resolution": 16, "levels": {"16": 40.0, "8": 29.0, "4": 21.5}},
+        {"resolution": 32, "levels": {"32": 50.0, "16": 40.0, "8": 29.0, "4": 21.5}},
+    ]
+    assert quality.level_regressions(ends) == ["4² after the 16² stage: 21.5 > 20.0"]
+
+
+def test_rendered_digits_are_labelled_pngs(tmp_path):
+    quality.render_digits(tmp_path, num_images=12, resolution=32, seed=3)
+    labels = json.loads((tmp_path / "dataset.json").read_text())["labels"]
+    assert [name for name, _ in labels] == [f"{i:06d}.png" for i in range(12)]
+    assert all(0 <= digit <= 9 for _, digit in labels)
+    image = Image.open(tmp_path / "000000.png")
+    assert image.size == (32, 32) and image.mode == "RGB"
