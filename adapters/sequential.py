@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Literal, Optional, Sequence, Union
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 # What happens at the top resolution when the dropped RGB layer also changed the resolution.
-TopBlock = Union[Literal["mirror", "drop"], nn.Module]
+TopBlock = Literal["mirror", "drop"] | nn.Module
 # Whether the discriminator keeps the parameter-free activation after its score layer (e.g. a Sigmoid).
 HeadActivation = Literal["keep", "drop"]
 
@@ -71,12 +72,12 @@ class _Layer:
         return f"layer {self.path} ({type(self.module).__name__})"
 
     @property
-    def in_res(self) -> Optional[int]:
+    def in_res(self) -> int | None:
         """Side of the square feature maps it takes, None when its input is not `[N, C, H, W]`."""
         return _res(self.in_shape)
 
     @property
-    def out_res(self) -> Optional[int]:
+    def out_res(self) -> int | None:
         """Side of the square feature maps it produces, None when its output is not `[N, C, H, W]`."""
         return _res(self.out_shape)
 
@@ -91,7 +92,7 @@ class _Layer:
         return _has_parameters(self.module) and not isinstance(self.module, _NORMS + (nn.PReLU,))
 
 
-def _res(shape: tuple[int, ...]) -> Optional[int]:
+def _res(shape: tuple[int, ...]) -> int | None:
     return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
 
 
@@ -209,13 +210,12 @@ def _check_top_block(block: nn.Module, c_in: int, r_in: int, r_out: int, owner: 
     out = _trace([("top_block", block)], (_TRACE_BATCH, c_in, r_in, r_in), owner)[-1]
     if out.out_res != r_out:
         raise ValueError(
-            f"{owner}: top_block maps [N, {c_in}, {r_in}, {r_in}] to {_fmt(out.out_shape)}; "
-            f"expected [N, C, {r_out}, {r_out}]"
+            f"{owner}: top_block maps [N, {c_in}, {r_in}, {r_in}] to {_fmt(out.out_shape)}; expected [N, C, {r_out}, {r_out}]"
         )
     return out.out_channels
 
 
-def _check_img_channels(c: int, img_channels: Optional[int], layer: _Layer, what: str, owner: str) -> int:
+def _check_img_channels(c: int, img_channels: int | None, layer: _Layer, what: str, owner: str) -> int:
     if img_channels is None:
         if c not in (1, 3):
             raise ValueError(
@@ -287,8 +287,8 @@ class SequentialGenerator(nn.Module):
 def growable_generator(
     seq: nn.Module,
     *,
-    latent_dim: Optional[int] = None,
-    img_channels: Optional[int] = None,
+    latent_dim: int | None = None,
+    img_channels: int | None = None,
     top_block: TopBlock = "mirror",
 ) -> SequentialGenerator:
     """A protocol generator from a DCGAN-style `nn.Sequential` (latent → image `[N, 1 or 3, R, R]`).
@@ -358,7 +358,7 @@ def _group_generator(layers: Sequence[_Layer], rgb: _Layer, owner: str) -> dict[
     """Group the layers before the RGB layer by the resolution they produce: the stem, then one group per 2×."""
     groups: dict[int, list[_Layer]] = {}
     stem: list[_Layer] = []
-    current: Optional[int] = None
+    current: int | None = None
     for layer in layers:
         r = layer.out_res
         if current is None:
@@ -396,7 +396,7 @@ def _group_generator(layers: Sequence[_Layer], rgb: _Layer, owner: str) -> dict[
 
 def _generator_top(
     groups: dict[int, list[_Layer]], channels: dict[int, int], rgb: _Layer, top: int, top_block: TopBlock, owner: str
-) -> tuple[Optional[nn.Sequential], tuple[str, ...]]:
+) -> tuple[nn.Sequential | None, tuple[str, ...]]:
     """The top resolution's block when the RGB layer was its only weight layer: mirror, drop, or the user's.
 
     Updates `groups` and `channels` in place; returns the new block (None: keep `groups` as they are) and
@@ -486,8 +486,8 @@ class SequentialDiscriminator(nn.Module):
 def growable_discriminator(
     seq: nn.Module,
     *,
-    resolution: Optional[int] = None,
-    img_channels: Optional[int] = None,
+    resolution: int | None = None,
+    img_channels: int | None = None,
     top_block: TopBlock = "mirror",
     head_activation: HeadActivation = "keep",
 ) -> SequentialDiscriminator:
@@ -564,7 +564,7 @@ def _without_final_activation(head: list[_Layer]) -> tuple[list[_Layer], tuple[s
 
 def _discriminator_top(
     stage: list[_Layer], resolution: int, channels: dict[int, int], top_block: TopBlock, owner: str
-) -> Optional[nn.Sequential]:
+) -> nn.Sequential | None:
     """The block at the input resolution when the RGB-in stage also halved it: mirror, the user's, or none.
 
     Adds `channels[resolution]` when a block is returned.
@@ -582,14 +582,16 @@ def _discriminator_top(
         return None
     c = stage[0].out_channels
     if isinstance(top_block, nn.Module):
-        c = next((m.in_channels for m in top_block.modules() if isinstance(getattr(m, "in_channels", None), int)), c)
+        c = next((v for m in top_block.modules() if isinstance(v := getattr(m, "in_channels", None), int)), c)
         block = nn.Sequential(OrderedDict(top_block=top_block))
     else:  # mirror: a fresh conv like the RGB-in conv (C → C), then fresh copies of the rest of its stage
         extra = [_fresh_conv_like(stage[0], c, owner)] + [_fresh_copy(layer.module) for layer in stage[1:]]
         block = nn.Sequential(OrderedDict((f"new_{i}", m) for i, m in enumerate(extra)))
     out_c = _check_top_block(block, c, resolution, after, owner)
     if out_c != channels[after]:
-        raise ValueError(f"{owner}: top_block produces {out_c} channels but the layers after the RGB-in conv take {channels[after]}")
+        raise ValueError(
+            f"{owner}: top_block produces {out_c} channels but the layers after the RGB-in conv take {channels[after]}"
+        )
     channels[resolution] = c
     return block
 
@@ -678,7 +680,7 @@ def _check_score(head: Sequence[_Layer], owner: str) -> None:
         raise _no_score_error(last, head[0].in_shape[1], head[0].in_res, owner)
 
 
-def _no_score_error(last: _Layer, c: int, r: Optional[int], owner: str) -> ValueError:
+def _no_score_error(last: _Layer, c: int, r: int | None, owner: str) -> ValueError:
     example = f"Conv2d({c}, 1, {r})" if r is not None else f"Linear({c}, 1)"
     return ValueError(
         f"{owner}: no final score layer: the Sequential ends with {last.label} giving {_fmt(last.out_shape)}; "

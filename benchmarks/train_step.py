@@ -242,7 +242,7 @@ class PlainLoop:
         self.opt_g.step()
         # EMA
         with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
                 p_ema.copy_(EMA_BETA * p_ema + (1 - EMA_BETA) * p)
 
     def num_params(self) -> tuple[int, int]:
@@ -304,9 +304,11 @@ def probe_pro_gan_pth(anchor_path: str | None) -> str:
             ver = "?"
         import pro_gan_pytorch.networks as pgn  # noqa: F401
     except ImportError:
-        return ("pro-gan-pth: not installed, so not in the table. To probe it without touching torch: "
-                "`pip install --no-deps --target /tmp/pgpth pro-gan-pth==3.4` and `--anchor-path /tmp/pgpth` "
-                "(its requirements pin torch==1.10.0, numpy==1.21.4, tensorboard, opencv: never install them here).")
+        return (
+            "pro-gan-pth: not installed, so not in the table. To probe it without touching torch: "
+            "`pip install --no-deps --target /tmp/pgpth pro-gan-pth==3.4` and `--anchor-path /tmp/pgpth` "
+            "(its requirements pin torch==1.10.0, numpy==1.21.4, tensorboard, opencv: never install them here)."
+        )
     problems = []
     try:
         import pro_gan_pytorch.gan  # noqa: F401
@@ -316,14 +318,25 @@ def probe_pro_gan_pth(anchor_path: str | None) -> str:
         G = pgn.Generator(depth=int(math.log2(TOP)), latent_size=LATENT)
         G(torch.randn(BATCH, LATENT), 2, 1.0)
     except Exception as exc:  # noqa: BLE001
-        why = (" (EqualizedConvTranspose2d.forward calls the private torch method `_ConvTransposeNd._output_padding` "
-               "without the `num_spatial_dims` argument newer torch requires)") if "num_spatial_dims" in str(exc) else ""
+        why = (
+            (
+                " (EqualizedConvTranspose2d.forward calls the private torch method `_ConvTransposeNd._output_padding` "
+                "without the `num_spatial_dims` argument newer torch requires)"
+            )
+            if "num_spatial_dims" in str(exc)
+            else ""
+        )
         problems.append(f"its Generator fails at the first forward: {type(exc).__name__}: {exc}{why}")
     if problems:
-        return (f"pro-gan-pth {ver}: cannot run with torch {torch.__version__}, so not in the table; "
-                + "; ".join(problems) + ". It pins torch==1.10.0.")
-    return (f"pro-gan-pth {ver}: runs with torch {torch.__version__}, but is not wired into this table yet "
-            "(this benchmark was written while it could not run).")
+        return (
+            f"pro-gan-pth {ver}: cannot run with torch {torch.__version__}, so not in the table; "
+            + "; ".join(problems)
+            + ". It pins torch==1.10.0."
+        )
+    return (
+        f"pro-gan-pth {ver}: runs with torch {torch.__version__}, but is not wired into this table yet "
+        "(this benchmark was written while it could not run)."
+    )
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -349,9 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     g_p, d_p = ProgrowLoop(4, 1.0).num_params()
     g_b, d_b = PlainLoop(4, 1.0).num_params()
     same = "equal" if (g_p, d_p) == (g_b, d_b) else "DIFFERENT"
-    print(f"# config: latent {LATENT}, fmaps {', '.join(f'{r}²:{nf(r)}' for r in (4, 8, 16, 32, 64))}, batch {BATCH}, "
-          f"WGAN-GP λ {GP:g} + drift {DRIFT:g}, Adam {LR:g} β {BETAS}, EMA {EMA_BETA}; parameters G {g_p:,} / D {d_p:,} "
-          f"(plain: {g_b:,} / {d_b:,}, {same}); {rounds} interleaved rounds per stage", flush=True)
+    print(
+        f"# config: latent {LATENT}, fmaps {', '.join(f'{r}²:{nf(r)}' for r in (4, 8, 16, 32, 64))}, batch {BATCH}, "
+        f"WGAN-GP λ {GP:g} + drift {DRIFT:g}, Adam {LR:g} β {BETAS}, EMA {EMA_BETA}; parameters G {g_p:,} / D {d_p:,} "
+        f"(plain: {g_b:,} / {d_b:,}, {same}); {rounds} interleaved rounds per stage",
+        flush=True,
+    )
     anchor = probe_pro_gan_pth(args.anchor_path)
 
     # Wrapper overhead at 4²: same modules, same loop, wrappers vs direct calls.
@@ -359,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = reals_pool(4)
     wsteps = 10 if args.quick else 20
     t = interleave({k: block_of(v, pool, wsteps) for k, v in loops.items()}, rounds=rounds * 2, warmup=1)
-    overhead = [a / b - 1 for a, b in zip(t["progrow"], t["nowrap"])]
+    overhead = [a / b - 1 for a, b in zip(t["progrow"], t["nowrap"], strict=True)]
     print(f"  4² wrapper overhead: {fmt_ratio([100 * o for o in overhead], '+.1f', ' %')}", file=sys.stderr, flush=True)
 
     rows = []
@@ -372,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = max(1, min(20, round((0.5 if args.quick else 1.0) / max(per_step, 1e-3))))
         t = interleave({k: block_of(v, pool, steps) for k, v in loops.items()}, rounds=rounds, warmup=1)
         ips = {k: [steps * BATCH / s for s in v] for k, v in t.items()}
-        speedup = [b / a for a, b in zip(t["progrow"], t["plain"])]
+        speedup = [b / a for a, b in zip(t["progrow"], t["plain"], strict=True)]
         rows.append(dict(stage=stage_label(res, alpha), steps=steps, ips=ips, speedup=speedup))
         print(f"  {stage_label(res, alpha)}: {steps} steps/block, speedup {fmt_ratio(speedup)}", file=sys.stderr, flush=True)
 
@@ -381,61 +397,87 @@ def main(argv: list[str] | None = None) -> int:
         rss_steps = "2" if args.quick else "3"
         for res, alpha in STAGES:
             for variant in ("plain", "progrow"):
-                rss[(res, alpha, variant)] = peak_rss_subprocess(__file__, ["--_rss", variant, str(res), str(alpha), rss_steps]
-                                                                 + (["--threads", str(args.threads)] if args.threads else []))
+                rss[(res, alpha, variant)] = peak_rss_subprocess(
+                    __file__,
+                    ["--_rss", variant, str(res), str(alpha), rss_steps]
+                    + (["--threads", str(args.threads)] if args.threads else []),
+                )
             print(f"  RSS {stage_label(res, alpha)} done", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------ table
     print()
-    head = (f"{'stage':<11} | {'progrow img/s':>13} | {'plain img/s':>11} | {'speedup progrow/plain':>24} | "
-            f"{'peak RSS progrow':>16} | {'peak RSS plain':>14} | {'RSS ratio':>9} | {'step rise progrow/plain':>23}")
+    head = (
+        f"{'stage':<11} | {'progrow img/s':>13} | {'plain img/s':>11} | {'speedup progrow/plain':>24} | "
+        f"{'peak RSS progrow':>16} | {'peak RSS plain':>14} | {'RSS ratio':>9} | {'step rise progrow/plain':>23}"
+    )
     print(head)
     print("|".join("-" * len(c) for c in head.split("|")))
     speed_ok, rss_ok = [], []
-    for (res, alpha), row in zip(STAGES, rows):
+    for (res, alpha), row in zip(STAGES, rows, strict=True):
         speed_ok.append(summary(row["speedup"])[0] >= 1.05)
-        cells = [f"{row['stage']:<11}", f"{summary(row['ips']['progrow'])[0]:>13.1f}",
-                 f"{summary(row['ips']['plain'])[0]:>11.1f}", f"{fmt_ratio(row['speedup']):>24}"]
+        cells = [
+            f"{row['stage']:<11}",
+            f"{summary(row['ips']['progrow'])[0]:>13.1f}",
+            f"{summary(row['ips']['plain'])[0]:>11.1f}",
+            f"{fmt_ratio(row['speedup']):>24}",
+        ]
         if rss:
             a, b = rss[(res, alpha, "progrow")], rss[(res, alpha, "plain")]
             rss_ok.append(a["peak_mib"] <= 1.05 * b["peak_mib"])
             rise = f"{a['peak_mib'] - a['built_mib']:.0f} / {b['peak_mib'] - b['built_mib']:.0f} MiB"
-            cells += [f"{a['peak_mib']:>12.0f} MiB", f"{b['peak_mib']:>10.0f} MiB",
-                      f"{a['peak_mib'] / b['peak_mib']:>8.3f}×", f"{rise:>23}"]
+            cells += [
+                f"{a['peak_mib']:>12.0f} MiB",
+                f"{b['peak_mib']:>10.0f} MiB",
+                f"{a['peak_mib'] / b['peak_mib']:>8.3f}×",
+                f"{rise:>23}",
+            ]
         else:
             cells += [f"{'-':>16}", f"{'-':>14}", f"{'-':>9}", f"{'-':>23}"]
         print(" | ".join(cells))
-    print(f"\nimg/s: medians over rounds (one D step + one G step + EMA = {BATCH} images). Speedup: plain time / "
-          "progrow time within each round, median (min–max). Peak RSS: VmHWM of a fresh process per cell "
-          "(imports, models, optimizers, 3 iterations); step rise: peak minus the RSS after building the models.")
-    print(f"4² wrapper overhead (progrow wrappers vs the same loop calling net.features + toRGB / fromRGB + "
-          f"net.head directly; {wsteps} steps per block, {2 * rounds} rounds): {fmt_ratio([100 * o for o in overhead], '+.1f', ' %')}")
+    print(
+        f"\nimg/s: medians over rounds (one D step + one G step + EMA = {BATCH} images). Speedup: plain time / "
+        "progrow time within each round, median (min–max). Peak RSS: VmHWM of a fresh process per cell "
+        "(imports, models, optimizers, 3 iterations); step rise: peak minus the RSS after building the models."
+    )
+    print(
+        f"4² wrapper overhead (progrow wrappers vs the same loop calling net.features + toRGB / fromRGB + "
+        f"net.head directly; {wsteps} steps per block, {2 * rounds} rounds): "
+        f"{fmt_ratio([100 * o for o in overhead], '+.1f', ' %')}"
+    )
 
     # -------------------------------------------------------------------------------------- verdicts
     print("\nTargets:")
-    slow = [row["stage"] for row, ok in zip(rows, speed_ok) if not ok]
+    slow = [row["stage"] for row, ok in zip(rows, speed_ok, strict=True) if not ok]
     med = [summary(r["speedup"])[0] for r in rows]
     if not slow:
-        print(f"  progrow ≥ 1.05× plain img/s at every stage: MET (medians {min(med):.2f}×–{max(med):.2f}×): "
-              "no generator graph in the D step and no discriminator weight gradients in the G step (the bulk "
-              "from 16² up), fused Adam and a one-pass EMA (the bulk at 4²–8², where an iteration is tens of ms).")
+        print(
+            f"  progrow ≥ 1.05× plain img/s at every stage: MET (medians {min(med):.2f}×–{max(med):.2f}×): "
+            "no generator graph in the D step and no discriminator weight gradients in the G step (the bulk "
+            "from 16² up), fused Adam and a one-pass EMA (the bulk at 4²–8², where an iteration is tens of ms)."
+        )
     else:
-        print(f"  progrow ≥ 1.05× plain img/s at every stage: NOT MET at {', '.join(slow)} "
-              f"(medians {min(med):.2f}×–{max(med):.2f}×). The D step (three D forwards and the GP double "
-              "backward) is the same work in both and most of an iteration; what progrow saves is the "
-              "generator's graph in the D step, the discriminator's weight gradients in the G step, and, "
-              f"what weighs at 4² (a {1000 * BATCH / summary(rows[0]['ips']['plain'])[0]:.0f} ms iteration), "
-              "per-weight optimizer and EMA loops (fused Adam, one lerp pass).")
+        print(
+            f"  progrow ≥ 1.05× plain img/s at every stage: NOT MET at {', '.join(slow)} "
+            f"(medians {min(med):.2f}×–{max(med):.2f}×). The D step (three D forwards and the GP double "
+            "backward) is the same work in both and most of an iteration; what progrow saves is the "
+            "generator's graph in the D step, the discriminator's weight gradients in the G step, and, "
+            f"what weighs at 4² (a {1000 * BATCH / summary(rows[0]['ips']['plain'])[0]:.0f} ms iteration), "
+            "per-weight optimizer and EMA loops (fused Adam, one lerp pass)."
+        )
     noisy = [row["stage"] for row in rows if max(row["speedup"]) / min(row["speedup"]) > 1.3]
     if noisy:
-        print(f"  (noise: the speedup's min–max spans more than 30 % at {', '.join(noisy)}: the machine was busy "
-              "during those rounds; the medians there are less certain)")
+        print(
+            f"  (noise: the speedup's min–max spans more than 30 % at {', '.join(noisy)}: the machine was busy "
+            "during those rounds; the medians there are less certain)"
+        )
     med_o = summary(overhead)[0]
     verdict = "MET" if med_o <= 0.03 else "NOT MET"
-    print(f"  wrapper overhead at 4² ≤ 3 %: {verdict} (median {100 * med_o:+.1f} %; the wrappers add a few "
-          "Python calls, a shape check and, per fade, a lerp; 4² is where that weighs most).")
+    print(
+        f"  wrapper overhead at 4² ≤ 3 %: {verdict} (median {100 * med_o:+.1f} %; the wrappers add a few "
+        "Python calls, a shape check and, per fade, a lerp; 4² is where that weighs most)."
+    )
     if rss:
-        bad = [row["stage"] for row, ok in zip(rows, rss_ok) if not ok]
+        bad = [row["stage"] for row, ok in zip(rows, rss_ok, strict=True) if not ok]
         verdict = "MET at every stage" if not bad else f"NOT MET at {', '.join(bad)}"
         print(f"  peak RSS ≤ plain + 5 %: {verdict}.")
     else:

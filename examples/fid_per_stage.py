@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from minimal_loop import TinyDiscriminator, TinyGenerator  # the tiny protocol networks of the minimal example
 
 import progrow as pg
-from minimal_loop import TinyDiscriminator, TinyGenerator  # the tiny protocol networks of the minimal example
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dataset = pg.MultiResDataset(data)
     sampler = pg.ImageSampler(dataset, seed=0, mirror=True)
 
-    config = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=args.kimg, stable_kimg=args.kimg,
-                               batch_size=16, lr=2e-3)
+    config = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=args.kimg, stable_kimg=args.kimg, batch_size=16, lr=2e-3
+    )
     scheduler = pg.ProgressiveScheduler(config)
     G, D = pg.ProgressiveGenerator(TinyGenerator()), pg.ProgressiveDiscriminator(TinyDiscriminator())
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
@@ -64,11 +65,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         new = scheduler.advance(state.batch_size)
 
         if new.stage != state.stage or scheduler.done:  # a stage just ended: score it at its resolution
-            scores = pg.evaluate(["fid", "swd"], ema.module, state, dataset, num_samples=args.samples,
-                                 weights_path=args.inception_weights, latent_dim=32)
+            scores = pg.evaluate(
+                ["fid", "swd"],
+                ema.module,
+                state,
+                dataset,
+                num_samples=args.samples,
+                weights_path=args.inception_weights,
+                latent_dim=32,
+            )
             results.append({"kimg": new.kimg, "resolution": state.resolution, "fid": scores["fid"], "swd": scores["swd"]})
-            print(f"stage {state.stage} ({state.resolution}²) ended at {new.kimg:.2f} kimg: "
-                  f"FID {scores['fid']:.2f}, SWD {scores['swd']:.2f}")
+            print(
+                f"stage {state.stage} ({state.resolution}²) ended at {new.kimg:.2f} kimg: "
+                f"FID {scores['fid']:.2f}, SWD {scores['swd']:.2f}"
+            )
     print("results:", json.dumps(results))
     return results
 

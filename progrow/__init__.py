@@ -7,7 +7,6 @@ from progrow.blend import downsample2x, fade, fade_reals, resize_to, upsample2x
 from progrow.config import SCHEDULE_PRESETS, ResetPolicy, ScheduleConfig
 from progrow.data import DataError, ImageSampler, MultiResDataset, SyntheticShapes, build_cache, to_float
 from progrow.ema import EMA
-from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, swd
 from progrow.layers import EqualizedConv2d, EqualizedLinear, FromRGB, MinibatchStdDev, PixelNorm, ToRGB
 from progrow.losses import (
     LossOutput,
@@ -20,6 +19,7 @@ from progrow.losses import (
     wgan_g_loss,
     wgan_gp_d_loss,
 )
+from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, swd
 from progrow.optim import bind, reset_optimizer, set_lr
 from progrow.progressive import ProgressiveDiscriminator, ProgressiveGenerator, RGBFactory
 from progrow.protocol import (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from torch.optim import Optimizer
 
@@ -38,7 +39,7 @@ def bind(scheduler: ProgressiveScheduler, *targets: Any) -> Callable[[], None]:
                 "or a torch.optim.Optimizer"
             )
 
-    def listener(prev: Optional[GrowthState], new: GrowthState) -> None:
+    def listener(prev: GrowthState | None, new: GrowthState) -> None:
         reset = prev is not None and scheduler.optimizer_reset_due(prev, new)
         for t in targets:
             if isinstance(t, Optimizer):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,17 +29,18 @@ class _GrowthWrapper(nn.Module):
     """
 
     side = "network"
+    alpha: Tensor  # the buffer registered in __init__
 
     def __init__(self, resolutions: tuple[int, ...]) -> None:
         super().__init__()
         self.resolutions = resolutions
         self.register_buffer("alpha", torch.ones(()), persistent=False)
-        self._resolution: Optional[int] = None
+        self._resolution: int | None = None
         self._fading = False  # what forward branches on: changes at phase boundaries only
         self._alpha_value = 1.0  # for reporting; never read in forward, so torch.compile does not guard on it
 
     @property
-    def growth_state(self) -> Optional[GrowthState]:
+    def growth_state(self) -> GrowthState | None:
         """The resolution and alpha this wrapper runs at now (None before the first state)."""
         if self._resolution is None:
             return None
@@ -65,7 +67,7 @@ class _GrowthWrapper(nn.Module):
             self.alpha.fill_(state.alpha)
             self._alpha_value = state.alpha
 
-    def _resolve(self, state: Optional[GrowthState]) -> tuple[int, bool]:
+    def _resolve(self, state: GrowthState | None) -> tuple[int, bool]:
         if state is not None:
             self.set_state(state)
         if self._resolution is None:
@@ -90,8 +92,9 @@ class ProgressiveGenerator(_GrowthWrapper):
     """
 
     side = "generator"
+    net: Any  # the GrowableGenerator (nn.Module.__getattr__ would type its methods as Tensor | Module)
 
-    def __init__(self, net: nn.Module, *, img_channels: int = 3, to_rgb: Optional[RGBFactory] = None) -> None:
+    def __init__(self, net: nn.Module, *, img_channels: int = 3, to_rgb: RGBFactory | None = None) -> None:
         resolutions = check_generator(net)
         super().__init__(resolutions)
         self.net = net
@@ -100,7 +103,7 @@ class ProgressiveGenerator(_GrowthWrapper):
         factory = to_rgb if to_rgb is not None else ToRGB
         self.to_rgb = nn.ModuleDict({str(r): factory(self._channels[r], img_channels) for r in resolutions})
 
-    def forward(self, z: Tensor, state: Optional[GrowthState] = None, **kwargs: Any) -> Tensor:
+    def forward(self, z: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Generate `[N, img_channels, res, res]` images from latents `z` at `state` (or the bound state)."""
         res, fading = self._resolve(state)
         prev = res // 2 if fading else None
@@ -120,9 +123,7 @@ class ProgressiveGenerator(_GrowthWrapper):
             if r == res:
                 break
         else:
-            raise RuntimeError(
-                f"{type(self.net).__name__}.features(until={res}) stopped before yielding resolution {res}"
-            )
+            raise RuntimeError(f"{type(self.net).__name__}.features(until={res}) stopped before yielding resolution {res}")
         image = self.to_rgb[str(res)](h)
         if prev is not None:
             old = upsample2x(self.to_rgb[str(prev)](h_prev))
@@ -144,13 +145,14 @@ class ProgressiveDiscriminator(_GrowthWrapper):
     """
 
     side = "discriminator"
+    net: Any  # the GrowableDiscriminator (see ProgressiveGenerator.net)
 
     def __init__(
         self,
         net: nn.Module,
         *,
         img_channels: int = 3,
-        from_rgb: Optional[RGBFactory] = None,
+        from_rgb: RGBFactory | None = None,
         check_blocks: bool = True,
     ) -> None:
         resolutions = check_discriminator(net)
@@ -164,7 +166,7 @@ class ProgressiveDiscriminator(_GrowthWrapper):
         factory = from_rgb if from_rgb is not None else FromRGB
         self.from_rgb = nn.ModuleDict({str(r): factory(img_channels, self._channels[r]) for r in resolutions})
 
-    def forward(self, x: Tensor, state: Optional[GrowthState] = None, **kwargs: Any) -> Tensor:
+    def forward(self, x: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Score images `[N, img_channels, res, res]` at `state` (or the bound state): `[N]` or `[N, 1]`."""
         res, fading = self._resolve(state)
         if x.dim() != 4 or x.shape[1] != self.img_channels or x.shape[-2:] != (res, res):
@@ -198,8 +200,7 @@ def _check_features(h: Any, r: int, channels: int, owner: str) -> None:
     if not isinstance(h, Tensor) or h.dim() != 4 or h.shape[1] != channels or h.shape[-2:] != (r, r):
         got = list(h.shape) if isinstance(h, Tensor) else type(h).__name__
         raise ValueError(
-            f"{owner}.features at resolution {r}: expected [N, {channels}, {r}, {r}] "
-            f"(channels({r}) = {channels}), got {got}"
+            f"{owner}.features at resolution {r}: expected [N, {channels}, {r}, {r}] (channels({r}) = {channels}), got {got}"
         )
 
 
@@ -222,9 +223,7 @@ def _check_block(net: Any, r: int, c_in: int, c_out: int) -> None:
     except (NotImplementedError, TypeError):
         return  # the block uses operations the meta device lacks; its shapes are checked at run time instead
     except RuntimeError as exc:
-        raise ValueError(
-            f"{owner}: block({r}) fails on features [N, {c_in}, {r}, {r}] (channels({r}) = {c_in}): {exc}"
-        ) from None
+        raise ValueError(f"{owner}: block({r}) fails on features [N, {c_in}, {r}, {r}] (channels({r}) = {c_in}): {exc}") from None
     want = (c_out, r // 2, r // 2)
     if not isinstance(out, Tensor) or tuple(out.shape[1:]) != want:
         got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__

@@ -18,7 +18,7 @@ touches only the active parameters, and a forward under CPU bf16 autocast.
 from __future__ import annotations
 
 import io
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn

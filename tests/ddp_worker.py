@@ -22,9 +22,17 @@ def main() -> None:
         T.check_resumable(resume[1], opts, resume[0])
     run = T.train(opts, T.open_dataset(opts), resume)
     torch.save(
-        {"G": run.G.state_dict(), "D": run.D.state_dict(), "G_ema": run.ema.module.state_dict(),
-         "nimg": run.scheduler.nimg, "world_size": dist.world_size, "stopped_by": run.stopped_by or 0,
-         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(), "sampler": run.sampler.state_dict()},
+        {
+            "G": run.G.state_dict(),
+            "D": run.D.state_dict(),
+            "G_ema": run.ema.module.state_dict(),
+            "nimg": run.scheduler.nimg,
+            "world_size": dist.world_size,
+            "stopped_by": run.stopped_by or 0,
+            "opt_g": run.opt_g.state_dict(),
+            "opt_d": run.opt_d.state_dict(),
+            "sampler": run.sampler.state_dict(),
+        },
         f"{out}/rank{dist.rank}.pt",
     )
 

@@ -15,8 +15,9 @@ ALL_PHASES_TO_16 = [[4, "stable"], [8, "fade"], [8, "stable"], [16, "fade"], [16
 
 
 def run_example(name: str, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / name), *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout.split("summary:", 1)[1])
 

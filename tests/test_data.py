@@ -513,7 +513,7 @@ def test_sampler_resume_is_bit_exact(labelled: MultiResDataset) -> None:
     resumed = ImageSampler(labelled, seed=3, mirror=True)
     resumed.load_state_dict(state)
     got = [resumed.next_batch(r, b) for r, b in plan[3:]]
-    for (images, labels), (want_images, want_labels) in zip(got, expected):
+    for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
         assert torch.equal(images, want_images) and torch.equal(labels, want_labels)
     assert resumed.state_dict() == sampler.state_dict()
     fresh = ImageSampler(labelled, seed=3, mirror=True)
@@ -574,7 +574,7 @@ def test_mirrored_batches_equal_numpy_flips_on_host_and_device(large: MultiResDa
     for _ in range(5):
         images, _ = host.next_batch(resolution, 5)
         indices, flips = replay.next_indices(5)
-        expected = np.stack([level[j][..., ::-1] if f else level[j] for j, f in zip(indices, flips)])
+        expected = np.stack([level[j][..., ::-1] if f else level[j] for j, f in zip(indices, flips, strict=True)])
         np.testing.assert_array_equal(images.numpy(), expected)
         batch, flags, _, _ = deferred._read(resolution, 5, mirror_on_host=False)  # what a GPU run copies
         np.testing.assert_array_equal(batch, level[indices])
@@ -590,8 +590,10 @@ def test_cuda_transfer_is_pinned_and_non_blocking(labelled: MultiResDataset, mon
     monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: calls.append(("to", self.dtype, str(a[0]), k)) or self)
     images, labels = ImageSampler(labelled).next_batch(8, 2, device="cuda:0")
     assert calls == [
-        ("pin", torch.uint8), ("to", torch.uint8, "cuda:0", {"non_blocking": True}),
-        ("pin", torch.int64), ("to", torch.int64, "cuda:0", {"non_blocking": True}),
+        ("pin", torch.uint8),
+        ("to", torch.uint8, "cuda:0", {"non_blocking": True}),
+        ("pin", torch.int64),
+        ("to", torch.int64, "cuda:0", {"non_blocking": True}),
     ]
 
 
@@ -616,9 +618,22 @@ def test_cli_help_lists_every_option_with_default(capsys: pytest.CaptureFixture[
     code, out, _ = _run_cli(capsys, "--help")
     assert code == 0
     out = " ".join(out.split())  # argparse wraps lines
-    for text in ("--resolution", "--min-resolution", "(default: 4)", "--crop {center,none}", "(default: center)",
-                 "--channels {keep,rgb}", "(default: keep)", "--upscale", "(default: off)", "--max-images",
-                 "(default: all)", "LANCZOS", "(a + b + c + d + 2) // 4", "composited over white"):
+    for text in (
+        "--resolution",
+        "--min-resolution",
+        "(default: 4)",
+        "--crop {center,none}",
+        "(default: center)",
+        "--channels {keep,rgb}",
+        "(default: keep)",
+        "--upscale",
+        "(default: off)",
+        "--max-images",
+        "(default: all)",
+        "LANCZOS",
+        "(a + b + c + d + 2) // 4",
+        "composited over white",
+    ):
         assert text in out, text
 
 
@@ -634,8 +649,15 @@ def test_cli_builds_and_summarises(tmp_path: Path, capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     "case",
     [
-        "missing", "empty", "no_images", "zip_without_images", "too_small",
-        "not_square", "not_power_of_two", "out_not_empty", "bad_synthetic",
+        "missing",
+        "empty",
+        "no_images",
+        "zip_without_images",
+        "too_small",
+        "not_square",
+        "not_power_of_two",
+        "out_not_empty",
+        "bad_synthetic",
     ],
 )
 def test_cli_bad_input_exits_2_with_message(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -699,13 +721,21 @@ def test_python_m_entry_point(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ok = subprocess.run(
         [sys.executable, "-m", "progrow.data", "synthetic:0:20", str(tmp_path / "c"), "--resolution", "16"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(f"{tmp_path / 'c'}: 20 images, 3 channel(s)")
     bad = subprocess.run(
         [sys.executable, "-m", "progrow.data", str(tmp_path / "absent"), str(tmp_path / "d"), "--resolution", "16"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert f"{tmp_path / 'absent'}: no such file or folder" in bad.stderr

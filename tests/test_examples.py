@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_example(name: str, *args: str, timeout: float = 300) -> str:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import progrow as pg
 from nets import (
     ProtocolDiscriminator,
     ProtocolGenerator,
@@ -15,6 +12,9 @@ from nets import (
     plain_discriminator_stack,
     plain_generator_stack,
 )
+from torch import nn
+
+import progrow as pg
 
 Z = 16
 
@@ -41,8 +41,9 @@ def pair(request):
 def test_grows_through_every_stage(pair):
     G, D = pair
     final = G.resolutions[-1]
-    sched = pg.ProgressiveScheduler(pg.ScheduleConfig(start_resolution=4, final_resolution=final,
-                                                      fade_kimg=0.024, stable_kimg=0.016, batch_size=8))
+    sched = pg.ProgressiveScheduler(
+        pg.ScheduleConfig(start_resolution=4, final_resolution=final, fade_kimg=0.024, stable_kimg=0.016, batch_size=8)
+    )
     seen = set()
     while not sched.done:
         state = sched.state
@@ -150,8 +151,16 @@ def test_head_keyword_arguments_reach_the_discriminator_head():
 
 def test_bind_keeps_modules_and_optimizers_in_step():
     G, D = protocol_pair()
-    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=0.01, stable_kimg=0.01,
-                            batch_size=4, lr_per_res={8: 0.5, 16: 0.25}, lr=1.0, reset_optimizers="stage")
+    cfg = pg.ScheduleConfig(
+        start_resolution=4,
+        final_resolution=16,
+        fade_kimg=0.01,
+        stable_kimg=0.01,
+        batch_size=4,
+        lr_per_res={8: 0.5, 16: 0.25},
+        lr=1.0,
+        reset_optimizers="stage",
+    )
     sched = pg.ProgressiveScheduler(cfg)
     opt = torch.optim.Adam(G.parameters(), lr=123.0)
     unbind = pg.bind(sched, G, D, opt)
@@ -175,8 +184,9 @@ def test_bind_keeps_modules_and_optimizers_in_step():
 
 def test_load_state_dict_moves_bound_modules_without_resetting_optimizers():
     G, _ = protocol_pair()
-    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=0.01, stable_kimg=0.01,
-                            batch_size=4, reset_optimizers="phase")
+    cfg = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=0.01, stable_kimg=0.01, batch_size=4, reset_optimizers="phase"
+    )
     trained = pg.ProgressiveScheduler(cfg)
     trained.advance(35)
     sched = pg.ProgressiveScheduler(cfg)
@@ -294,7 +304,9 @@ def test_generator_features_with_wrong_channels_name_the_resolution():
     net.widths[16] = 10  # channels(16) now disagrees with what the conv produces
     G = pg.ProgressiveGenerator(net)
     G(torch.randn(2, Z), pg.GrowthState(8))  # lower stages unaffected
-    with pytest.raises(ValueError, match=r"features at resolution 16: expected \[N, 10, 16, 16\] \(channels\(16\) = 10\), got \[2, 16, 16, 16\]"):
+    with pytest.raises(
+        ValueError, match=r"features at resolution 16: expected \[N, 10, 16, 16\] \(channels\(16\) = 10\), got \[2, 16, 16, 16\]"
+    ):
         G(torch.randn(2, Z), pg.GrowthState(16))
 
 

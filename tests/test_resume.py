@@ -90,7 +90,8 @@ def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp
     _assert_same(_final(straight), _final(killed))
     ticks = [line for line in (killed / "log.jsonl").read_text().splitlines()]
     assert [__import__("json").loads(t)["kimg"] for t in ticks] == [
-        __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()]
+        __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()
+    ]
 
 
 DROPPABLE = ["torch_rng", "opt_g", "opt_d", "G_ema", "sampler", "scheduler"]
@@ -106,9 +107,14 @@ def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
     original = T.restore
 
     def restore_all_but_one(run, payload):
-        fresh = {"torch_rng": torch.get_rng_state(), "opt_g": copy.deepcopy(run.opt_g.state_dict()),
-                 "opt_d": copy.deepcopy(run.opt_d.state_dict()), "G_ema": copy.deepcopy(run.ema.state_dict()),
-                 "sampler": run.sampler.state_dict(), "scheduler": run.scheduler.state_dict()}
+        fresh = {
+            "torch_rng": torch.get_rng_state(),
+            "opt_g": copy.deepcopy(run.opt_g.state_dict()),
+            "opt_d": copy.deepcopy(run.opt_d.state_dict()),
+            "G_ema": copy.deepcopy(run.ema.state_dict()),
+            "sampler": run.sampler.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+        }
         original(run, payload)
         if dropped == "torch_rng":
             torch.set_rng_state(fresh["torch_rng"])
@@ -139,7 +145,10 @@ def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(t
     newest.write_bytes(b"garbage")
     assert train_main([*FAST, "--out", str(out), "--resume", str(newest)]) == 2
     err = capsys.readouterr().err
-    assert f"--resume: {newest}: not a checkpoint (a torch.save file starts with a zip or pickle header; this one starts with b'garb')" in err
+    assert (
+        f"--resume: {newest}: not a checkpoint (a torch.save file starts with a zip or pickle header; "
+        "this one starts with b'garb')" in err
+    )
     assert "Traceback" not in err
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -16,7 +17,7 @@ __all__ = ["evaluate_groups"]
 
 
 def _groups(names: Sequence[str]) -> list[list[str]]:
-    fidelity = [n for n in names if n in FIDELITY_METRICS]  # one torch-fidelity extraction for all three
+    fidelity: list[str] = [n for n in names if n in FIDELITY_METRICS]  # one torch-fidelity extraction for all three
     return ([fidelity] if fidelity else []) + [[n] for n in names if n not in FIDELITY_METRICS]
 
 
@@ -33,7 +34,9 @@ def evaluate_groups(
         try:
             scores.update(evaluate(group, generator, state, dataset, **options))
         except MissingWeightsError as exc:
-            errors[",".join(group)] = missing_weights_message(exc.reason, option="--inception-weights") if exc.reason else str(exc)
+            errors[",".join(group)] = (
+                missing_weights_message(exc.reason, option="--inception-weights") if exc.reason else str(exc)
+            )
         except Exception as exc:  # noqa: BLE001 - a metric must not take the others down with it
             text = str(exc).strip()
             errors[",".join(group)] = text.splitlines()[0] if text else type(exc).__name__

@@ -18,33 +18,15 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 import progrow as pg
-from progrow.adapters.cli_help import HelpFormatter
-from progrow.adapters.devices import resolve_device
-from progrow.adapters.progan.data_source import DataSource, describe_source, inspect_data, same_source
-from progrow.adapters.progan.metric_groups import evaluate_groups
-from progrow.adapters.progan.rundir import remove_empty_tree
-from progrow.adapters.progan.distributed import (
-    DistInfo,
-    all_reduce_grads,
-    any_rank,
-    barrier,
-    broadcast_module,
-    gather_objects,
-    init_distributed,
-)
-from progrow.adapters.progan.export import export_generator, generator_kwargs
-from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator
-from progrow.adapters.progan.plots import plot_metrics
-from progrow.adapters.progan.presets import PRESETS, ProGANPreset, get_preset
-from progrow.adapters.progan.signals import StopSignals, parse_signals
 from progrow.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -55,10 +37,30 @@ from progrow.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from progrow.metrics import METRICS
-from progrow.metrics.inception import check_weights_file
 from progrow.data import DataError, ImageSampler, MultiResDataset, Prefetcher, build_cache, open_source, to_float
 from progrow.data.cache import CachePlan
+from progrow.metrics import METRICS
+from progrow.metrics.inception import check_weights_file
+
+from ..cli_help import HelpFormatter
+from ..devices import resolve_device
+from .data_source import DataSource, describe_source, inspect_data, same_source
+from .distributed import (
+    DistInfo,
+    all_reduce_grads,
+    any_rank,
+    barrier,
+    broadcast_module,
+    gather_objects,
+    init_distributed,
+)
+from .export import export_generator, generator_kwargs
+from .metric_groups import evaluate_groups
+from .networks import ProGANDiscriminator, ProGANGenerator
+from .plots import plot_metrics
+from .presets import PRESETS, ProGANPreset, get_preset
+from .rundir import remove_empty_tree
+from .signals import StopSignals, parse_signals
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -81,49 +83,124 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         description="Train the reference ProGAN (Karras et al. 2018) with progressive growing.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--preset", default="cpu-demo", choices=sorted(PRESETS),
-                   help="networks + schedule: paper-1024 (800/800 kimg), official-1024 (600/600 kimg, official batch table), cpu-demo (32², minutes on a CPU)")
-    p.add_argument("--data", default="synthetic",
-                   help="'synthetic' (rendered by progrow; 'synthetic:SEED:N' to choose), an image folder, a StyleGAN2-ADA zip, or a cache made by `progrow dataset`")
-    p.add_argument("--crop", default="center", choices=["center", "none"],
-                   help="when --data is an image folder or zip: crop non-square images to their centred square, or refuse them")
-    p.add_argument("--upscale", action="store_true",
-                   help="when --data is an image folder or zip: enlarge images smaller than the preset's resolution instead of refusing them")
-    p.add_argument("--bad-images", default="error", choices=["error", "skip"],
-                   help="when --data is an image folder or zip: undecodable images stop the run before training (listed), or are skipped and recorded")
+    p.add_argument(
+        "--preset",
+        default="cpu-demo",
+        choices=sorted(PRESETS),
+        help="networks + schedule: paper-1024 (800/800 kimg), official-1024 (600/600 kimg, official batch table), "
+        "cpu-demo (32², minutes on a CPU)",
+    )
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic' (rendered by progrow; 'synthetic:SEED:N' to choose), an image folder, a StyleGAN2-ADA "
+        "zip, or a cache made by `progrow dataset`",
+    )
+    p.add_argument(
+        "--crop",
+        default="center",
+        choices=["center", "none"],
+        help="when --data is an image folder or zip: crop non-square images to their centred square, or refuse them",
+    )
+    p.add_argument(
+        "--upscale",
+        action="store_true",
+        help="when --data is an image folder or zip: enlarge images smaller than the preset's resolution instead "
+        "of refusing them",
+    )
+    p.add_argument(
+        "--bad-images",
+        default="error",
+        choices=["error", "skip"],
+        help="when --data is an image folder or zip: undecodable images stop the run before training (listed), or "
+        "are skipped and recorded",
+    )
     p.add_argument("--out", default=None, help="run folder (default: runs/<preset>); resuming happens from here")
-    p.add_argument("--kimg", type=float, default=None, help="stop after this many thousand images (default: the end of the preset's schedule)")
+    p.add_argument(
+        "--kimg",
+        type=float,
+        default=None,
+        help="stop after this many thousand images (default: the end of the preset's schedule)",
+    )
     p.add_argument("--phase-kimg", type=float, default=None, help="override the length of every fade and stable phase, in kimg")
-    p.add_argument("--resume", default="auto",
-                   help="'auto' (newest valid checkpoint in --out, if any), 'none' (start over; refuses a non-empty --out), or a checkpoint path")
+    p.add_argument(
+        "--resume",
+        default="auto",
+        help="'auto' (newest valid checkpoint in --out, if any), 'none' (start over; refuses a non-empty --out), "
+        "or a checkpoint path",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="autocast precision; auto = bf16 on CUDA, fp32 on CPU; fp16 uses a GradScaler")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster convolutions on recent GPUs)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the generator (the discriminator stays eager: the gradient penalty needs double backward)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast precision; auto = bf16 on CUDA, fp32 on CPU; fp16 uses a GradScaler",
+    )
+    p.add_argument(
+        "--channels-last", action="store_true", help="channels_last memory format (faster convolutions on recent GPUs)"
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the generator (the discriminator stays eager: the gradient penalty needs double backward)",
+    )
     p.add_argument("--seed", type=int, default=0, help=f"seed for weights, latents and data order, 0..{MAX_SEED}")
-    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips of the reals (default: the preset's)")
-    p.add_argument("--cond", action="store_true", help="class-conditional training with the dataset's labels (auxiliary classifier, as the official code)")
-    p.add_argument("--no-growing", action="store_true", help="train at the final resolution from the start (the paper's non-progressive baseline)")
+    p.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips of the reals (default: the preset's)",
+    )
+    p.add_argument(
+        "--cond",
+        action="store_true",
+        help="class-conditional training with the dataset's labels (auxiliary classifier, as the official code)",
+    )
+    p.add_argument(
+        "--no-growing",
+        action="store_true",
+        help="train at the final resolution from the start (the paper's non-progressive baseline)",
+    )
     p.add_argument("--checkpoint-ticks", type=int, default=None, help="a checkpoint every N ticks (default: the preset's)")
     p.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept on disk (default: the preset's)")
-    p.add_argument("--stop-signals", default="TERM",
-                   help="signals that end training after the current step with a checkpoint (exit code 128 + signal), e.g. TERM,USR1")
-    p.add_argument("--max-bad-steps", type=int, default=20,
-                   help="consecutive steps with non-finite gradients (updates skipped) before rolling back to the last good checkpoint")
-    p.add_argument("--max-rollbacks", type=int, default=3,
-                   help="rollbacks before training stops as diverged (exit code 3)")
-    p.add_argument("--metrics", default="",
-                   help="comma-separated metrics of G_ema at every stage end, logged as NAME@RES: fid, kid, is, swd, ms_ssim")
+    p.add_argument(
+        "--stop-signals",
+        default="TERM",
+        help="signals that end training after the current step with a checkpoint (exit code 128 + signal), e.g. TERM,USR1",
+    )
+    p.add_argument(
+        "--max-bad-steps",
+        type=int,
+        default=20,
+        help="consecutive steps with non-finite gradients (updates skipped) before rolling back to the last good checkpoint",
+    )
+    p.add_argument("--max-rollbacks", type=int, default=3, help="rollbacks before training stops as diverged (exit code 3)")
+    p.add_argument(
+        "--metrics",
+        default="",
+        help="comma-separated metrics of G_ema at every stage end, logged as NAME@RES: fid, kid, is, swd, ms_ssim",
+    )
     p.add_argument("--metric-samples", type=int, default=10_000, help="generated images per metric evaluation")
     p.add_argument("--metric-ticks", type=int, default=0, help="also evaluate the metrics every N ticks (0: at stage ends only)")
-    p.add_argument("--inception-weights", default=None,
-                   help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 file; default: its download cache)")
-    p.add_argument("--data-workers", type=int, default=0,
-                   help="threads that read the next minibatches ahead of the training step (0: read in the step); the batches are the same for any value")
-    p.add_argument("--tick-kimg", type=float, default=None, help="kimg between ticks (log line + grid); default: the preset's per-resolution table")
+    p.add_argument(
+        "--inception-weights",
+        default=None,
+        help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 file; default: "
+        "its download cache)",
+    )
+    p.add_argument(
+        "--data-workers",
+        type=int,
+        default=0,
+        help="threads that read the next minibatches ahead of the training step (0: read in the step); the "
+        "batches are the same for any value",
+    )
+    p.add_argument(
+        "--tick-kimg",
+        type=float,
+        default=None,
+        help="kimg between ticks (log line + grid); default: the preset's per-resolution table",
+    )
     return p
 
 
@@ -136,25 +213,25 @@ class Options:
     data: str
     resume: str
     device: torch.device
-    precision: str
+    precision: Literal["fp32", "bf16", "fp16"]
     channels_last: bool
     compile: bool
     seed: int
     cond: bool
     no_growing: bool
-    crop: str = "center"
+    crop: Literal["center", "none"] = "center"
     upscale: bool = False
-    bad_images: str = "error"
+    bad_images: Literal["error", "skip"] = "error"
     stop_signals: tuple = ()
     max_bad_steps: int = 20
     max_rollbacks: int = 3
     metrics: tuple = ()
     metric_samples: int = 10_000
     metric_ticks: int = 0
-    inception_weights: Optional[str] = None
+    inception_weights: str | None = None
     data_workers: int = 0
     dist: DistInfo = field(default_factory=DistInfo)
-    source: Optional[DataSource] = None  # what --data names, inspected before anything is built
+    source: DataSource | None = None  # what --data names, inspected before anything is built
 
     def identity(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed by this run (bookkeeping and `--kimg` may change)."""
@@ -177,9 +254,16 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     if args.no_growing:
         growth_end = pg.ProgressiveScheduler(schedule.replace(**changes)).total_nimg / 1000
         final = schedule.final_resolution
-        changes.update(start_resolution=final, fade_kimg_per_res={}, stable_kimg_per_res={}, stable_kimg=growth_end,
-                       batch_size=schedule.batch_size_at(final), batch_size_per_res={},
-                       lr=schedule.lr_at(final), lr_per_res={})
+        changes.update(
+            start_resolution=final,
+            fade_kimg_per_res={},
+            stable_kimg_per_res={},
+            stable_kimg=growth_end,
+            batch_size=schedule.batch_size_at(final),
+            batch_size_per_res={},
+            lr=schedule.lr_at(final),
+            lr_per_res={},
+        )
     if args.kimg is not None:
         if not args.kimg > 0:
             raise UsageError(f"--kimg: expected a number > 0, got {args.kimg}")
@@ -216,15 +300,20 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if device.type == "cpu" and precision in ("bf16", "fp16") and dist.is_main:
-        print(f"warning: --precision {precision} on a CPU is much slower than fp32 there (about 6× measured); "
-              "it is meant for GPUs", file=sys.stderr, flush=True)
+        print(
+            f"warning: --precision {precision} on a CPU is much slower than fp32 there (about 6× measured); it is meant for GPUs",
+            file=sys.stderr,
+            flush=True,
+        )
     if not 0 <= args.seed <= MAX_SEED:
         raise UsageError(f"--seed: expected an int in 0..{MAX_SEED}, got {args.seed}")
     out = Path(args.out) if args.out else Path("runs") / preset.name
     _check_out(out)
     for name in ("max_bad_steps", "max_rollbacks"):
         if getattr(args, name) < (1 if name == "max_bad_steps" else 0):
-            raise UsageError(f"--{name.replace('_', '-')}: expected an int ≥ {1 if name == 'max_bad_steps' else 0}, got {getattr(args, name)}")
+            raise UsageError(
+                f"--{name.replace('_', '-')}: expected an int ≥ {1 if name == 'max_bad_steps' else 0}, got {getattr(args, name)}"
+            )
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -258,14 +347,36 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     except DataError as exc:
         raise UsageError(str(exc)) from None
     if args.cond and not source.has_labels:
-        raise UsageError(f"--cond: {source.description} has no labels; conditional training needs a folder or zip with "
-                         "a dataset.json of labels (or a cache built from one)")
-    return Options(preset=preset, out=out, data=args.data, resume=args.resume, device=device, precision=precision,
-                   channels_last=args.channels_last, compile=args.compile, seed=args.seed, cond=args.cond,
-                   no_growing=args.no_growing, crop=args.crop, upscale=args.upscale, bad_images=args.bad_images,
-                   stop_signals=stop_signals, max_bad_steps=args.max_bad_steps, max_rollbacks=args.max_rollbacks,
-                   metrics=metrics, metric_samples=args.metric_samples, metric_ticks=args.metric_ticks,
-                   inception_weights=args.inception_weights, data_workers=args.data_workers, dist=dist, source=source)
+        raise UsageError(
+            f"--cond: {source.description} has no labels; conditional training needs a folder or zip with "
+            "a dataset.json of labels (or a cache built from one)"
+        )
+    return Options(
+        preset=preset,
+        out=out,
+        data=args.data,
+        resume=args.resume,
+        device=device,
+        precision=precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        seed=args.seed,
+        cond=args.cond,
+        no_growing=args.no_growing,
+        crop=args.crop,
+        upscale=args.upscale,
+        bad_images=args.bad_images,
+        stop_signals=stop_signals,
+        max_bad_steps=args.max_bad_steps,
+        max_rollbacks=args.max_rollbacks,
+        metrics=metrics,
+        metric_samples=args.metric_samples,
+        metric_ticks=args.metric_ticks,
+        inception_weights=args.inception_weights,
+        data_workers=args.data_workers,
+        dist=dist,
+        source=source,
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -290,10 +401,14 @@ def open_dataset(opts: Options) -> MultiResDataset:
     cache = opts.out / "dataset"
     if opts.dist.is_main and not (cache / "meta.json").is_file():
         if opts.source.kind == "synthetic":
-            print(f"note: --data {spec} is progrow's built-in demo set (drawn shapes), for trying the tool; "
-                  "pass --data with your images (a folder, a zip, or a `progrow dataset` cache) for real training", flush=True)
-        build_cache(spec, cache, resolution=res, crop=opts.crop, upscale=opts.upscale, bad_images=opts.bad_images,
-                    on_plan=_announce)
+            print(
+                f"note: --data {spec} is progrow's built-in demo set (drawn shapes), for trying the tool; "
+                "pass --data with your images (a folder, a zip, or a `progrow dataset` cache) for real training",
+                flush=True,
+            )
+        build_cache(
+            spec, cache, resolution=res, crop=opts.crop, upscale=opts.upscale, bad_images=opts.bad_images, on_plan=_announce
+        )
     barrier(opts.dist)  # the other ranks wait for rank 0's cache
     dataset = MultiResDataset(cache)
     with open_source(spec) as src:
@@ -324,32 +439,38 @@ class Run:
     opts: Options
     G: pg.ProgressiveGenerator
     D: pg.ProgressiveDiscriminator
-    ema: pg.EMA
+    ema: pg.EMA[pg.ProgressiveGenerator]
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     scheduler: pg.ProgressiveScheduler
     sampler: Prefetcher
     num_classes: int
-    label_pool: Optional[torch.Tensor] = None  # every real label, to draw labels for fakes
+    label_pool: torch.Tensor | None = None  # every real label, to draw labels for fakes
     tick: int = 0
     next_tick_nimg: int = 0
     skipped_steps: int = 0
-    stopped_by: Optional[int] = None  # the signal that ended training early, if any
+    stopped_by: int | None = None  # the signal that ended training early, if any
     last_step_ok: bool = True  # False when the last step skipped an update (non-finite gradients)
     bad_streak: int = 0  # consecutive skipped steps
     rollbacks: int = 0  # rollbacks to the last good checkpoint in this process
-    G_forward: Optional[Callable[..., torch.Tensor]] = None
+    G_forward: Callable[..., torch.Tensor] | None = None
 
 
 def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     p = opts.preset
     torch.manual_seed(opts.seed)  # the same initial weights on every rank
     num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
-    net_g = ProGANGenerator(resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes,
-                            fmap_base=p.fmap_base, fmap_max=p.fmap_max)
-    net_d = ProGANDiscriminator(resolution=p.resolution, num_classes=num_classes, fmap_base=p.fmap_base,
-                                fmap_max=p.fmap_max, mbstd_group_size=p.mbstd_group_size)
+    net_g = ProGANGenerator(
+        resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes, fmap_base=p.fmap_base, fmap_max=p.fmap_max
+    )
+    net_d = ProGANDiscriminator(
+        resolution=p.resolution,
+        num_classes=num_classes,
+        fmap_base=p.fmap_base,
+        fmap_max=p.fmap_max,
+        mbstd_group_size=p.mbstd_group_size,
+    )
     G = pg.ProgressiveGenerator(net_g, img_channels=dataset.num_channels).to(opts.device)
     D = pg.ProgressiveDiscriminator(net_d, img_channels=dataset.num_channels).to(opts.device)
     if opts.channels_last:
@@ -363,8 +484,13 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
     scheduler = pg.ProgressiveScheduler(p.schedule)
     image_sampler = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
-    sampler = Prefetcher(image_sampler, plan=lambda n: _batch_at(scheduler, n), position=lambda: scheduler.nimg,
-                         num_workers=opts.data_workers, device=opts.device)
+    sampler = Prefetcher(
+        image_sampler,
+        plan=lambda n: _batch_at(scheduler, n),
+        position=lambda: scheduler.nimg,
+        num_workers=opts.data_workers,
+        device=opts.device,
+    )
     torch.manual_seed(opts.seed * 1_000_003 + 1 + opts.dist.rank)  # latents differ between ranks
     run = Run(opts, G, D, ema, opt_g, opt_d, scaler, scheduler, sampler, num_classes)
     if num_classes:
@@ -398,7 +524,9 @@ def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
 def check_resumable(payload: dict[str, Any], opts: Options, path: Path) -> None:
     """Refuse a checkpoint from another preset or set-up, naming the differing keys (before any model exists)."""
     if payload.get("format") != FORMAT:
-        raise UsageError(f"--resume: {path} is not a ProGAN training checkpoint (format {payload.get('format')!r}, expected {FORMAT!r})")
+        raise UsageError(
+            f"--resume: {path} is not a ProGAN training checkpoint (format {payload.get('format')!r}, expected {FORMAT!r})"
+        )
     saved, now = payload.get("identity", {}), opts.identity()
     diffs = sorted(_differences(saved, now))
     if diffs:
@@ -439,7 +567,7 @@ def restore(run: Run, payload: dict[str, Any]) -> None:
         restore_rng_state(rng[run.opts.dist.rank])
 
 
-def find_resume(opts: Options) -> Optional[tuple[Path, dict[str, Any]]]:
+def find_resume(opts: Options) -> tuple[Path, dict[str, Any]] | None:
     if opts.resume == "none":
         return None
     if opts.resume != "auto":
@@ -497,12 +625,11 @@ def _optimizer_step(run: Run, loss: torch.Tensor, params: list[torch.nn.Paramete
 
 def _batch_at(scheduler: pg.ProgressiveScheduler, nimg: int) -> tuple[int, int]:
     state = scheduler.state_at(nimg)
+    assert state.batch_size is not None  # every preset's schedule has batch sizes
     return state.resolution, state.batch_size
 
 
-def make_adam(
-    params: Iterable[torch.nn.Parameter], *, lr: float, betas: tuple[float, float], eps: float
-) -> torch.optim.Adam:
+def make_adam(params: Iterable[torch.nn.Parameter], *, lr: float, betas: tuple[float, float], eps: float) -> torch.optim.Adam:
     """Adam with PyTorch's fused kernel (all weights in one pass) where this torch has one for their device.
 
     The fused kernel computes the same update as the default per-weight loop; at 4² it makes a whole
@@ -519,6 +646,7 @@ def make_adam(
 def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
     """One discriminator and one generator update at `state` (the wrappers are bound to it); detached losses."""
     opts, p = run.opts, run.opts.preset
+    assert state.batch_size is not None  # every preset's schedule has batch sizes
     n = state.batch_size // opts.dist.world_size
     images, real_labels = run.sampler.next_batch(state.resolution, state.batch_size, device=opts.device)
     reals = pg.fade_reals(to_float(images), state)
@@ -527,13 +655,13 @@ def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
     G, D = run.G_forward, run.D
     assert G is not None
 
-    def fake_labels() -> Optional[torch.Tensor]:
+    def fake_labels() -> torch.Tensor | None:
         if not run.num_classes:
             return None
         assert run.label_pool is not None
         return run.label_pool[torch.randint(len(run.label_pool), (n,))].to(opts.device)
 
-    def generate(labels: Optional[torch.Tensor]) -> torch.Tensor:
+    def generate(labels: torch.Tensor | None) -> torch.Tensor:
         z = torch.randn(n, p.latent_dim, device=opts.device)
         return G(z) if labels is None else G(z, labels=labels)
 
@@ -546,8 +674,10 @@ def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
         d_out = _d_loss(run, lambda x: D(x)[:, :1], reals, fakes)
         d_loss = d_out.loss
         if run.num_classes:  # auxiliary classifier on reals and fakes, as the official conditional loss
-            d_loss = d_loss + F.cross_entropy(D(reals)[:, 1:].float(), real_labels) \
-                + F.cross_entropy(D(fakes)[:, 1:].float(), labels)
+            assert labels is not None and real_labels is not None
+            d_loss = (
+                d_loss + F.cross_entropy(D(reals)[:, 1:].float(), real_labels) + F.cross_entropy(D(fakes)[:, 1:].float(), labels)
+            )
     d_ok = _optimizer_step(run, d_loss, list(D.parameters()), run.opt_d)
     run.G.requires_grad_(True)
 
@@ -559,6 +689,7 @@ def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
         g_out = _g_loss(run, scores[:, :1])
         g_loss = g_out.loss
         if run.num_classes:
+            assert labels is not None
             g_loss = g_loss + F.cross_entropy(scores[:, 1:].float(), labels)
     g_ok = _optimizer_step(run, g_loss, list(run.G.parameters()), run.opt_g)
     D.requires_grad_(True)
@@ -573,7 +704,7 @@ def train_step(run: Run, state: pg.GrowthState) -> dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------- bookkeeping
-def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: Optional[torch.Tensor]) -> None:
+def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Tensor | None) -> None:
     """G_ema samples from fixed latents, at its bound state, as one PNG; each image enlarged (nearest) to ≥ 64 px."""
     from PIL import Image
 
@@ -591,7 +722,7 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: Optional
     grid = torch.zeros(c, rows * h, cols * w, dtype=torch.uint8)
     for i in range(n):
         r, col = divmod(i, cols)
-        grid[:, r * h:(r + 1) * h, col * w:(col + 1) * w] = images[i]
+        grid[:, r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i]
     array = grid.permute(1, 2, 0).numpy()
     mode = "L" if c == 1 else "RGB"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -599,7 +730,7 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: Optional
 
 
 def _weights_finite(run: Run) -> bool:
-    tensors = [t for m in (run.G, run.D, run.ema.module) for t in m.parameters()]
+    tensors: list[torch.Tensor] = [t for m in (run.G, run.D, run.ema.module) for t in m.parameters()]
     return bool(torch.stack(torch._foreach_norm(tensors)).isfinite().all())
 
 
@@ -607,12 +738,16 @@ def rollback(run: Run) -> None:
     """Return to the newest good checkpoint after persistent non-finite gradients; raise `Diverged` past the limit."""
     run.rollbacks += 1
     if run.rollbacks > run.opts.max_rollbacks:
-        raise Diverged(f"{run.opts.max_bad_steps} consecutive non-finite steps after {run.opts.max_rollbacks} rollbacks "
-                       f"(at {run.scheduler.nimg / 1000:.3f} kimg); lower the learning rate or check the data")
+        raise Diverged(
+            f"{run.opts.max_bad_steps} consecutive non-finite steps after {run.opts.max_rollbacks} rollbacks "
+            f"(at {run.scheduler.nimg / 1000:.3f} kimg); lower the learning rate or check the data"
+        )
     found = latest_checkpoint(run.opts.out / "checkpoints")
     if found is None:
-        raise Diverged(f"{run.opts.max_bad_steps} consecutive non-finite steps at {run.scheduler.nimg / 1000:.3f} kimg "
-                       "and no checkpoint to roll back to")
+        raise Diverged(
+            f"{run.opts.max_bad_steps} consecutive non-finite steps at {run.scheduler.nimg / 1000:.3f} kimg "
+            "and no checkpoint to roll back to"
+        )
     restore(run, found[1])
     torch.manual_seed(run.opts.seed * 1_000_003 + 7919 * run.rollbacks + run.opts.dist.rank)  # other latents this time
     run.bad_streak = 0
@@ -620,7 +755,7 @@ def rollback(run: Run) -> None:
         print(f"warning: rolled back to {found[0]} ({run.rollbacks}/{run.opts.max_rollbacks})", file=sys.stderr, flush=True)
 
 
-def write_checkpoint(run: Run) -> Optional[Path]:
+def write_checkpoint(run: Run) -> Path | None:
     """Checkpoint on rank 0, with every rank's RNG state (a collective: all ranks call it at the same step)."""
     rng = gather_objects(capture_rng_state(), run.opts.dist)
     if not run.opts.dist.is_main:
@@ -637,8 +772,15 @@ def write_checkpoint(run: Run) -> Optional[Path]:
 def _progress_bar(run: Run) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=run.scheduler.total_nimg, initial=run.scheduler.nimg, unit="img", unit_scale=True,
-                disable=None if run.opts.dist.is_main else True, dynamic_ncols=True, mininterval=1.0)
+    return tqdm(
+        total=run.scheduler.total_nimg,
+        initial=run.scheduler.nimg,
+        unit="img",
+        unit_scale=True,
+        disable=None if run.opts.dist.is_main else True,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
 
 
 def evaluate_metrics(run: Run, state: pg.GrowthState, dataset: MultiResDataset) -> dict[str, Any]:
@@ -674,7 +816,7 @@ def _truncate_log(path: Path, nimg: int) -> None:
     tmp.replace(path)
 
 
-def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, dict[str, Any]]]) -> Run:
+def train(opts: Options, dataset: MultiResDataset, resume: tuple[Path, dict[str, Any]] | None) -> Run:
     run = build_run(opts, dataset)
     main_rank = opts.dist.is_main
     if resume is not None:
@@ -684,7 +826,9 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
             print(f"resumed from {resume[0]} at {run.scheduler.nimg / 1000:.3f} kimg", flush=True)
     elif main_rank:
         opts.out.mkdir(parents=True, exist_ok=True)
-        (opts.out / "config.json").write_text(json.dumps({"identity": opts.identity(), "data": opts.data, "seed": opts.seed}, indent=2))
+        (opts.out / "config.json").write_text(
+            json.dumps({"identity": opts.identity(), "data": opts.data, "seed": opts.seed}, indent=2)
+        )
 
     p = opts.preset
     grid_gen = torch.Generator().manual_seed(opts.seed)
@@ -719,13 +863,28 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                 rate = (new.nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9)
                 tick_start_nimg, tick_start_time = new.nimg, now
                 run.next_tick_nimg = new.nimg + int(p.tick_kimg_at(new.resolution) * 1000)
-                record = {"tick": run.tick, "kimg": round(new.kimg, 3), "stage": state.stage, "resolution": state.resolution,
-                          "phase": state.phase, "alpha": round(state.alpha, 5), "batch_size": state.batch_size,
-                          "lr": state.lr, "img_per_s": round(rate, 2), "seconds": round(now - started, 2),
-                          "skipped_steps": run.skipped_steps, **{k: round(float(v), 5) for k, v in stats.items()}}
-                bar.set_postfix_str(f"{state.resolution}² {state.phase} α={state.alpha:.2f} "
-                                    f"d={record['d_loss']:.3f} g={record['g_loss']:.3f} {rate:.0f} img/s", refresh=False)
-                metrics_due = opts.metrics and (stage_end or sched.done or (opts.metric_ticks and run.tick % opts.metric_ticks == 0))
+                record = {
+                    "tick": run.tick,
+                    "kimg": round(new.kimg, 3),
+                    "stage": state.stage,
+                    "resolution": state.resolution,
+                    "phase": state.phase,
+                    "alpha": round(state.alpha, 5),
+                    "batch_size": state.batch_size,
+                    "lr": state.lr,
+                    "img_per_s": round(rate, 2),
+                    "seconds": round(now - started, 2),
+                    "skipped_steps": run.skipped_steps,
+                    **{k: round(float(v), 5) for k, v in stats.items()},
+                }
+                bar.set_postfix_str(
+                    f"{state.resolution}² {state.phase} α={state.alpha:.2f} "
+                    f"d={record['d_loss']:.3f} g={record['g_loss']:.3f} {rate:.0f} img/s",
+                    refresh=False,
+                )
+                metrics_due = opts.metrics and (
+                    stage_end or sched.done or (opts.metric_ticks and run.tick % opts.metric_ticks == 0)
+                )
                 if main_rank and metrics_due:
                     record.update(evaluate_metrics(run, state, dataset))
                 if main_rank:
@@ -736,7 +895,10 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
                         print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
                     save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", grid_latents, grid_labels)
                     if metrics_due and plot_metrics(opts.out / "log.jsonl", opts.out / "plots") is None and not warned_plots:
-                        print("notice: matplotlib is not installed, so no metric plots (pip install 'progrow-gan[plots]')", flush=True)
+                        print(
+                            "notice: matplotlib is not installed, so no metric plots (pip install 'progrow-gan[plots]')",
+                            flush=True,
+                        )
                         warned_plots = True
                 if stage_end or sched.done or run.tick % p.checkpoint_ticks == 0:
                     write_checkpoint(run)
@@ -754,23 +916,31 @@ def train(opts: Options, dataset: MultiResDataset, resume: Optional[tuple[Path, 
         if log is not None:
             log.close()
     if main_rank:
-        export_generator(run.ema.module, opts.out / "generator", preset=p, num_classes=run.num_classes,
-                         img_channels=dataset.num_channels, state=sched.state)
+        export_generator(
+            run.ema.module,
+            opts.out / "generator",
+            preset=p,
+            num_classes=run.num_classes,
+            img_channels=dataset.num_channels,
+            state=sched.state,
+        )
         print(f"done: {sched.nimg / 1000:.3f} kimg; G_ema exported to {opts.out / 'generator.safetensors'}", flush=True)
     return run
 
 
-def main(argv: Optional[Sequence[str]] = None, *, prog: str = "python -m progrow.adapters.progan.train") -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m progrow.adapters.progan.train") -> int:
     """Entry point of `python -m progrow.adapters.progan.train` and `progrow train`; returns the exit code.
 
     Bad input, unusable data and failed writes (a full disk) end with one `error:` line and exit code 2;
     a run folder this invocation created and left empty is removed again.
     """
     args = build_parser(prog).parse_args(argv)
-    out: Optional[Path] = None
+    out: Path | None = None
     created = False
     try:
-        dist = init_distributed("cuda" if (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available()) else "cpu")
+        dist = init_distributed(
+            "cuda" if (args.device or "").startswith("cuda") or (args.device is None and torch.cuda.is_available()) else "cpu"
+        )
         opts = resolve_options(args, dist)
         out, created = opts.out, not opts.out.exists()
         resume = find_resume(opts)
@@ -791,7 +961,7 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: str = "python -m progrow
     return 0 if run.stopped_by is None else 128 + run.stopped_by
 
 
-def _fail(message: str, created: Optional[Path], *, code: int = 2) -> int:
+def _fail(message: str, created: Path | None, *, code: int = 2) -> int:
     """Print `message` on stderr, remove the run folder `created` by this invocation if it holds no file; `code`."""
     print(message, file=sys.stderr, flush=True)
     if created is not None:

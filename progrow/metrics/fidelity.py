@@ -14,7 +14,8 @@ import contextlib
 import http.client
 import os
 import urllib.error
-from typing import Literal, Optional, Sequence, Union, get_args
+from collections.abc import Sequence
+from typing import Literal, Union, get_args
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ from progrow.state import GrowthState
 __all__ = ["FidelityMetric", "FIDELITY_METRICS", "compute_metrics", "real_cache_name"]
 
 FidelityMetric = Literal["fid", "kid", "is"]
-FIDELITY_METRICS: tuple[str, ...] = get_args(FidelityMetric)
+FIDELITY_METRICS: tuple[FidelityMetric, ...] = get_args(FidelityMetric)
 PathLike = Union[str, "os.PathLike[str]"]
 
 _FLAGS = {"fid": "fid", "kid": "kid", "is": "isc"}  # progrow name → torch-fidelity keyword
@@ -66,12 +67,12 @@ def compute_metrics(
     *,
     metrics: Sequence[FidelityMetric] = ("fid",),
     num_samples: int = 10_000,
-    num_real: Optional[int] = None,
+    num_real: int | None = None,
     batch_size: int = 64,
     device: DeviceLike = None,
-    weights_path: Optional[PathLike] = None,
-    cache_dir: Optional[PathLike] = None,
-    latent_dim: Optional[int] = None,
+    weights_path: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+    latent_dim: int | None = None,
     seed: int = 0,
     labels: Labels = None,
     kid_subset_size: int = 1000,
@@ -150,8 +151,10 @@ def compute_metrics(
         if weights_path is not None or default_weights_file().is_file():
             raise  # not a failed download of the weights
         cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        reason = (f"no weights file was given, {default_weights_file()} does not exist, and the download failed "
-                  f"({type(exc).__name__}: {cause})")
+        reason = (
+            f"no weights file was given, {default_weights_file()} does not exist, and the download failed "
+            f"({type(exc).__name__}: {cause})"
+        )
         raise MissingWeightsError(missing_weights_message(reason), reason=reason) from None
 
     from torch_fidelity import (

@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from typing import Any, Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,10 +39,10 @@ __all__ = [
 ]
 
 # A cache folder (path), an opened cache, or uint8 images `[N, C, R, R]` already at the state's resolution.
-Reals = Union[MultiResDataset, str, "os.PathLike[str]", Tensor]
+Reals = MultiResDataset | str | os.PathLike[str] | Tensor
 # None (unconditional), a number of classes (uniform labels), or a 1-D pool of labels to draw from.
-Labels = Union[None, int, Tensor, np.ndarray]
-DeviceLike = Union[None, str, torch.device]
+Labels = None | int | Tensor | np.ndarray
+DeviceLike = None | str | torch.device
 
 _CHUNK = 256  # latents are drawn in chunks of this many, so images do not depend on the batch size
 _SUBSET_SEED = 0  # the real subset is a fixed permutation prefix, the same for every call and every `seed`
@@ -77,7 +78,7 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
             module.set_state(growth)  # type: ignore[operator]
 
 
-def resolve_latent_dim(generator: nn.Module, latent_dim: Optional[int]) -> int:
+def resolve_latent_dim(generator: nn.Module, latent_dim: int | None) -> int:
     """`latent_dim` if given, else the generator's `net.latent_dim` or `latent_dim` (the reference ProGAN has one)."""
     if latent_dim is None:
         for owner in (getattr(generator, "net", None), generator):
@@ -98,8 +99,8 @@ def resolve_latent_dim(generator: nn.Module, latent_dim: Optional[int]) -> int:
 def _module_device(module: nn.Module) -> torch.device:
     for tensor in module.parameters():
         return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
+    for buffer in module.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -121,7 +122,7 @@ def resolve_device(device: DeviceLike, generator: nn.Module) -> torch.device:
     return resolved
 
 
-def _check_labels(labels: Labels) -> Optional[Tensor]:
+def _check_labels(labels: Labels) -> Tensor | None:
     """Labels as a 1-D int64 pool (an int `K` becomes `arange(K)`), or None."""
     if labels is None:
         return None
@@ -158,7 +159,7 @@ class GeneratedImages(nn.Module):
         generator: nn.Module,
         state: GrowthState,
         *,
-        latent_dim: Optional[int] = None,
+        latent_dim: int | None = None,
         seed: int = 0,
         labels: Labels = None,
         device: DeviceLike = None,
@@ -184,7 +185,7 @@ class GeneratedImages(nn.Module):
         self._z = torch.empty(0, self.latent_dim)
         self._labels = torch.empty(0, dtype=torch.int64)
 
-    def _draw(self, n: int) -> tuple[Tensor, Optional[Tensor]]:
+    def _draw(self, n: int) -> tuple[Tensor, Tensor | None]:
         while len(self._z) < n:
             z = torch.randn(_CHUNK, self.latent_dim, generator=self._rng)
             self._z = torch.cat([self._z, z])
@@ -212,9 +213,7 @@ class GeneratedImages(nn.Module):
         res = self.state.resolution
         if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[2:]) != (res, res):
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(
-                f"generator: expected images [{n}, 1 or 3, {res}, {res}] at the state's resolution, got {got}"
-            )
+            raise ValueError(f"generator: expected images [{n}, 1 or 3, {res}, {res}] at the state's resolution, got {got}")
         return to_uint8_rgb(images).to(self.device)
 
     def sample(self, n: int, *, batch_size: int = 64) -> Tensor:
@@ -283,7 +282,9 @@ class RealImages(Dataset):
 
     def all(self) -> Tensor:
         """Every image of the set as one uint8 `[n, 3, R, R]` tensor on the CPU."""
-        images = self.images[self.indices] if isinstance(self.images, Tensor) else torch.from_numpy(
-            np.asarray(self.images[np.asarray(self.indices, dtype=np.int64)])
+        images = (
+            self.images[self.indices]
+            if isinstance(self.images, Tensor)
+            else torch.from_numpy(np.asarray(self.images[np.asarray(self.indices, dtype=np.int64)]))
         )
         return _as_rgb_u8(images)
