@@ -7,11 +7,12 @@ The shared small config: latent 128, feature maps min(2048 / 2^(log2 R − 1), 1
 64²), minibatch 16, WGAN-GP λ = 10 + drift 0.001, Adam(0.001, β = 0, 0.99, ε = 1e-8), G EMA β = 0.999,
 minibatch stddev (group 4), pixelwise norm, equalized learning rate, fade alpha 0.5.
 
-- **progrow**: the reference ProGAN (`progrow.adapters.progan` networks in `ProgressiveGenerator` /
-  `ProgressiveDiscriminator`), `pg.wgan_gp_d_loss` / `pg.wgan_g_loss`, `pg.EMA`, `pg.fade_reals`, with
-  the steps of the training script's `train_step`: fakes under `no_grad` (and G frozen) in the D step,
-  D frozen (`requires_grad_(False)`) in the G step, the training script's Adam (`make_adam`: PyTorch's
-  fused kernel) and `pg.EMA` (one `lerp` pass). Its non-finite-gradient check and logging are left out.
+- **progrow**: the training script's own run and step: `build_run` (the reference ProGAN networks in
+  `ProgressiveGenerator` / `ProgressiveDiscriminator`, `pg.EMA`, its Adam `make_adam`: PyTorch's fused
+  kernel) and `update`, the body of `train_step` once the minibatch is read: `pg.fade_reals`, fakes under
+  `no_grad` (and G frozen) in the D step, D frozen (`requires_grad_(False)`) in the G step, the
+  non-finite-gradient check, `pg.wgan_gp_d_loss` / `pg.wgan_g_loss`, `pg.EMA` (one `lerp` pass). The
+  reals come from the pool below, not the run's sampler; the wrappers are set to the stage's state.
 - **plain**: a hand-written ProGAN of the same architecture and parameter count, in this file (its own
   equalized conv / linear, pixel norm, minibatch stddev, toRGB / fromRGB and fade), trained the
   straightforward way: the fakes of the D step are made with the generator graph recorded (then
@@ -39,7 +40,9 @@ import copy
 import json
 import math
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -47,9 +50,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import progrow as pg
-from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator
+from progrow.adapters.progan.distributed import DistInfo
 from progrow.adapters.progan.networks import feature_maps
-from progrow.adapters.progan.train import make_adam
+from progrow.adapters.progan.options import Options
+from progrow.adapters.progan.step import update
+from progrow.adapters.progan.train import build_parser, build_run, resolve_options
+from progrow.data import MultiResDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import current_rss_mib, fmt_ratio, interleave, machine_header, peak_rss_mib, peak_rss_subprocess, summary  # noqa: E402
@@ -64,48 +70,54 @@ def nf(r: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------- progrow
+def progrow_options(seed: int, work: Path) -> Options:
+    """The training script's options for the shared config (a tiny synthetic cache stands in for the data)."""
+    cache = work / "cache"
+    if not (cache / "meta.json").is_file():
+        pg.build_cache("synthetic:0:8", cache, resolution=4)  # the sampler is built, never read: the reals are the pool's
+    args = build_parser().parse_args(["--data", str(cache), "--out", str(work / "run"), "--device", "cpu", "--seed", str(seed)])
+    opts = resolve_options(args, DistInfo())
+    schedule = opts.preset.schedule.replace(final_resolution=TOP, batch_size=BATCH, batch_size_per_res={}, lr=LR, lr_per_res={})
+    opts.preset = replace(
+        opts.preset,
+        resolution=TOP,
+        schedule=schedule,
+        latent_dim=LATENT,
+        fmap_base=FMAP_BASE,
+        fmap_max=FMAP_MAX,
+        mbstd_group_size=4,
+        adam_betas=BETAS,
+        adam_eps=EPS,
+        loss="wgan-gp",
+        gp_weight=GP,
+        drift_weight=DRIFT,
+        ema_beta=EMA_BETA,
+    )
+    return opts
+
+
 class ProgrowLoop:
-    """The reference ProGAN with progrow's wrappers, losses and EMA; the efficient D and G steps."""
+    """The training script's own run (`build_run`) and step (`update`: `train_step` after reading the minibatch)."""
 
     def __init__(self, resolution: int, alpha: float, *, wrappers: bool = True, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        kw = dict(resolution=TOP, fmap_base=FMAP_BASE, fmap_max=FMAP_MAX)
-        self.G = pg.ProgressiveGenerator(ProGANGenerator(latent_dim=LATENT, **kw))
-        self.D = pg.ProgressiveDiscriminator(ProGANDiscriminator(**kw))
-        self.ema = pg.EMA(self.G, beta=EMA_BETA)
-        self.opt_g = make_adam(self.G.parameters(), lr=LR, betas=BETAS, eps=EPS)  # the training script's Adam (fused)
-        self.opt_d = make_adam(self.D.parameters(), lr=LR, betas=BETAS, eps=EPS)
-        self.state = pg.GrowthState(resolution, alpha=alpha)
-        if wrappers:
-            self.generate = lambda z: self.G(z, self.state)
-            self.critic = lambda x: self.D(x, self.state)
-        else:  # the same modules, called directly (stable 4² only: features + toRGB, fromRGB + head)
+        self._work = tempfile.TemporaryDirectory(prefix="progrow-bench-")
+        self.run = build_run(progrow_options(seed, Path(self._work.name)), MultiResDataset(Path(self._work.name) / "cache"))
+        self.state = pg.GrowthState(resolution, alpha=alpha, batch_size=BATCH, lr=LR)
+        for module in (self.run.G, self.run.D, self.run.ema.module):
+            module.set_state(self.state)
+        if not wrappers:  # the same modules, called directly (stable 4² only: features + toRGB, fromRGB + head)
             if (resolution, alpha) != (4, 1.0):
                 raise ValueError("the no-wrapper loop exists for the stable 4² stage only")
-            to_rgb, from_rgb = self.G.to_rgb["4"], self.D.from_rgb["4"]
-            self.generate = lambda z: to_rgb(next(self.G.net.features(z, until=4))[1])
-            self.critic = lambda x: self.D.net.head(from_rgb(x))
+            G, D = self.run.G, self.run.D
+            to_rgb, from_rgb = G.to_rgb["4"], D.from_rgb["4"]
+            self.run.G_forward = lambda z: to_rgb(next(G.net.features(z, until=4))[1])
+            self.run.D_forward = lambda x: D.net.head(from_rgb(x))
 
     def step(self, reals: torch.Tensor) -> None:
-        reals = pg.fade_reals(reals, self.state)
-        self.G.requires_grad_(False)  # D step: no generator graph, no generator gradients
-        with torch.no_grad():
-            fakes = self.generate(torch.randn(BATCH, LATENT))
-        d_loss = pg.wgan_gp_d_loss(self.critic, reals, fakes, gp_weight=GP, drift_weight=DRIFT).loss
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        self.G.requires_grad_(True)
-        self.D.requires_grad_(False)  # G step: no discriminator weight gradients
-        g_loss = pg.wgan_g_loss(self.critic(self.generate(torch.randn(BATCH, LATENT)))).loss
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
-        self.ema.update(self.G)
+        update(self.run, self.state, reals)
 
     def num_params(self) -> tuple[int, int]:
-        return sum(p.numel() for p in self.G.parameters()), sum(p.numel() for p in self.D.parameters())
+        return sum(p.numel() for p in self.run.G.parameters()), sum(p.numel() for p in self.run.D.parameters())
 
 
 # --------------------------------------------------------------------------------------------- plain

@@ -340,3 +340,15 @@ def test_a_run_whose_only_metric_fails_leaves_no_empty_plots_folder(tmp_path, ca
     out = tmp_path / "broken"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--metrics", "fid", "--metric-samples", "16"]) == 0
     assert any("metrics_error" in r for r in _read_log(out)) and not (out / "plots").exists()
+
+
+def test_the_loss_registry_names_every_preset_loss_and_refuses_others():
+    from typing import get_args
+
+    from progrow.adapters.progan.losses import LOSSES, losses_for
+    from progrow.adapters.progan.presets import LossName
+
+    assert set(LOSSES) == set(get_args(LossName))
+    assert losses_for("lsgan") is LOSSES["lsgan"]
+    with pytest.raises(ValueError, match=r"loss: unknown 'hinge'; expected one of wgan-gp, lsgan, logistic"):
+        losses_for("hinge")  # no silent fallback to the logistic loss

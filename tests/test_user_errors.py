@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from progrow.adapters.cli import main as progrow_main
+from progrow.adapters.progan import dataset as progan_dataset
 from progrow.adapters.progan import train as T
 from progrow.checkpoint import latest_checkpoint
 from progrow.data import DataError, build_cache
@@ -49,7 +50,7 @@ def nothing_built(monkeypatch):
         raise AssertionError("built something before refusing")
 
     monkeypatch.setattr(T, "build_run", forbidden)
-    monkeypatch.setattr(T, "build_cache", forbidden)
+    monkeypatch.setattr(progan_dataset, "build_cache", forbidden)
 
 
 @pytest.mark.parametrize(
