@@ -27,9 +27,10 @@ except ImportError as exc:
         "progrow.adapters.lightning needs Lightning 2: pip install progrow-gan[lightning] (or pip install lightning)"
     ) from exc
 
+from progrow.binding import bind
 from progrow.blend import fade_reals, resize_to
 from progrow.ema import EMA
-from progrow.optim import bind, reset_optimizer
+from progrow.optim import reset_optimizer
 from progrow.optim import set_lr as apply_lr
 from progrow.progressive import ProgressiveDiscriminator, ProgressiveGenerator
 from progrow.scheduler import ProgressiveScheduler

@@ -18,7 +18,6 @@ module of your own can be passed as the block.
 from __future__ import annotations
 
 import copy
-import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from progrow.meta import declared_in_channels, meta_forward
 from progrow.state import is_power_of_two
 
 __all__ = [
@@ -124,19 +123,6 @@ def _leaves(seq: nn.Module, owner: str, role: str) -> list[tuple[str, nn.Module]
     return leaves
 
 
-def _meta_forward(module: nn.Module, x: Tensor) -> Tensor:
-    """`module(x)` for shapes only: on the meta device, or on zeros on the CPU where meta lacks an operation."""
-    tensors = list(itertools.chain(module.named_parameters(), module.named_buffers()))
-    try:
-        meta = {name: torch.empty_like(t, device="meta") for name, t in tensors}
-        return functional_call(module, meta, (x,))
-    except NotImplementedError:
-        real = {name: t.detach().to("cpu", copy=True) for name, t in tensors}
-        with torch.no_grad():
-            out = functional_call(module, real, (torch.zeros(x.shape, dtype=x.dtype),))
-        return torch.empty(out.shape, dtype=out.dtype, device="meta")
-
-
 class _TraceError(ValueError):
     """A layer failed in the trace; `traced` holds the layers before it."""
 
@@ -158,7 +144,7 @@ def _trace(leaves: Sequence[tuple[str, nn.Module]], shape: tuple[int, ...], owne
         if isinstance(f_in, int) and x.shape[-1] != f_in:
             raise _TraceError(f"{owner}: {label} takes {f_in} features but gets {_fmt(tuple(x.shape))}. {_HINT}", traced)
         try:
-            y = _meta_forward(module, x)
+            y = meta_forward(module, x, cpu_fallback=True)  # on zeros on the CPU where meta lacks an operation
         except Exception as exc:  # noqa: BLE001 - any failure is reported with the layer that raised it
             raise _TraceError(f"{owner}: {label} fails on input {_fmt(tuple(x.shape))}: {exc}. {_HINT}", traced) from None
         if not isinstance(y, Tensor):
@@ -582,7 +568,7 @@ def _discriminator_top(
         return None
     c = stage[0].out_channels
     if isinstance(top_block, nn.Module):
-        c = next((v for m in top_block.modules() if isinstance(v := getattr(m, "in_channels", None), int)), c)
+        c = declared_in_channels(top_block) or c
         block = nn.Sequential(OrderedDict(top_block=top_block))
     else:  # mirror: a fresh conv like the RGB-in conv (C → C), then fresh copies of the rest of its stage
         extra = [_fresh_conv_like(stage[0], c, owner)] + [_fresh_copy(layer.module) for layer in stage[1:]]

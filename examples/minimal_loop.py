@@ -163,10 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         from pathlib import Path
 
-        from torchvision.utils import save_image
-
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        save_image(samples * 0.5 + 0.5, Path(args.out) / "samples.png", nrow=4)
+        rows = [torch.cat(list(row), dim=-1) for row in pg.to_uint8(samples).split(4)]  # a 4 × 4 grid [C, 4H, 4W]
+        pg.to_pil(torch.cat(rows, dim=-2)).save(Path(args.out) / "samples.png")
     summary = {
         "resolution": final.resolution,
         "nimg": scheduler.nimg,

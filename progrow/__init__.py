@@ -3,10 +3,12 @@
 The public API is listed here once; everything else is internal.
 """
 
+from progrow.binding import bind
 from progrow.blend import downsample2x, fade, fade_reals, resize_to, upsample2x
 from progrow.config import SCHEDULE_PRESETS, ResetPolicy, ScheduleConfig
 from progrow.data import DataError, ImageSampler, MultiResDataset, SyntheticShapes, build_cache, to_float
 from progrow.ema import EMA
+from progrow.images import to_pil, to_uint8
 from progrow.layers import EqualizedConv2d, EqualizedLinear, FromRGB, MinibatchStdDev, PixelNorm, ToRGB
 from progrow.losses import (
     LossOutput,
@@ -20,7 +22,7 @@ from progrow.losses import (
     wgan_gp_d_loss,
 )
 from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, swd
-from progrow.optim import bind, reset_optimizer, set_lr
+from progrow.optim import reset_optimizer, set_lr
 from progrow.progressive import ProgressiveDiscriminator, ProgressiveGenerator, RGBFactory
 from progrow.protocol import (
     GrowableDiscriminator,
@@ -83,6 +85,8 @@ __all__ = [
     "MultiResDataset",
     "ImageSampler",
     "to_float",
+    "to_uint8",
+    "to_pil",
     "SyntheticShapes",
     "DataError",
     # metrics (more in progrow.metrics)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from progrow.blend import downsample2x, fade, upsample2x
 from progrow.layers import FromRGB, ToRGB
+from progrow.meta import declared_in_channels, meta_forward
 from progrow.protocol import check_discriminator, check_generator
 from progrow.state import GrowthState
 
@@ -26,6 +26,10 @@ class _GrowthWrapper(nn.Module):
 
     `alpha` lives in a buffer (not a Python float) so that `torch.compile` sees the same graph for every
     alpha of a fade; only a change of resolution or of phase changes the traced code path.
+
+    The state reaches the wrapper one way: `set_state` binds it (what `progrow.bind` calls every step).
+    `module(x, state)` runs at `state` for that call only (as `with module.at(state): module(x)`) and
+    leaves the bound state as it was.
     """
 
     side = "network"
@@ -67,9 +71,21 @@ class _GrowthWrapper(nn.Module):
             self.alpha.fill_(state.alpha)
             self._alpha_value = state.alpha
 
-    def _resolve(self, state: GrowthState | None) -> tuple[int, bool]:
-        if state is not None:
-            self.set_state(state)
+    @contextlib.contextmanager
+    def at(self, state: GrowthState) -> Iterator[None]:
+        """Run at `state` inside the block; the bound state (or none) is back afterwards, alpha buffer included."""
+        resolution, fading, alpha = self._resolution, self._fading, self._alpha_value
+        self.set_state(state)
+        try:
+            yield
+        finally:
+            self._resolution, self._fading = resolution, fading
+            if self._alpha_value != alpha:
+                self.alpha.fill_(alpha)
+                self._alpha_value = alpha
+
+    def _bound(self) -> tuple[int, bool]:
+        """The resolution and whether it fades, of the bound state."""
         if self._resolution is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no growth state: call it as module(x, state), or keep it in step "
@@ -105,7 +121,13 @@ class ProgressiveGenerator(_GrowthWrapper):
 
     def forward(self, z: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Generate `[N, img_channels, res, res]` images from latents `z` at `state` (or the bound state)."""
-        res, fading = self._resolve(state)
+        if state is not None:
+            with self.at(state):
+                return self._generate(z, **kwargs)
+        return self._generate(z, **kwargs)
+
+    def _generate(self, z: Tensor, **kwargs: Any) -> Tensor:
+        res, fading = self._bound()
         prev = res // 2 if fading else None
         h = h_prev = None
         expected = iter(self.resolutions)
@@ -127,7 +149,7 @@ class ProgressiveGenerator(_GrowthWrapper):
         image = self.to_rgb[str(res)](h)
         if prev is not None:
             old = upsample2x(self.to_rgb[str(prev)](h_prev))
-            image = fade(old, image, self.alpha.clone())  # a copy: autograd keeps it, set_state may refill alpha
+            image = fade(old, image, self.alpha.clone())  # a copy: autograd keeps it, set_state / at may refill alpha
         return image
 
 
@@ -168,7 +190,13 @@ class ProgressiveDiscriminator(_GrowthWrapper):
 
     def forward(self, x: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Score images `[N, img_channels, res, res]` at `state` (or the bound state): `[N]` or `[N, 1]`."""
-        res, fading = self._resolve(state)
+        if state is not None:
+            with self.at(state):
+                return self._score(x, **kwargs)
+        return self._score(x, **kwargs)
+
+    def _score(self, x: Tensor, **kwargs: Any) -> Tensor:
+        res, fading = self._bound()
         if x.dim() != 4 or x.shape[1] != self.img_channels or x.shape[-2:] != (res, res):
             raise ValueError(
                 f"{type(self).__name__}: expected images [N, {self.img_channels}, {res}, {res}] at resolution "
@@ -210,16 +238,14 @@ def _check_block(net: Any, r: int, c_in: int, c_out: int) -> None:
     block = net.block(r)
     if not isinstance(block, nn.Module):
         raise TypeError(f"{owner}.block({r}): expected an nn.Module, got {type(block).__name__}")
-    declared_in = next((m.in_channels for m in block.modules() if isinstance(getattr(m, "in_channels", None), int)), None)
+    declared_in = declared_in_channels(block)
     if declared_in is not None and declared_in != c_in:
         raise ValueError(
             f"{owner}: channels do not chain at resolution {r}: block({r}) takes {declared_in} channels "
             f"but channels({r}) = {c_in}"
         )
-    tensors = itertools.chain(block.named_parameters(), block.named_buffers())
-    meta = {name: torch.empty_like(t, device="meta") for name, t in tensors}
     try:
-        out = functional_call(block, meta, (torch.empty(1, c_in, r, r, device="meta"),))
+        out = meta_forward(block, torch.empty(1, c_in, r, r, device="meta"))
     except (NotImplementedError, TypeError):
         return  # the block uses operations the meta device lacks; its shapes are checked at run time instead
     except RuntimeError as exc:

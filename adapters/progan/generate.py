@@ -11,6 +11,7 @@ import torch
 
 import progrow as pg
 from progrow.checkpoint import CheckpointError, latest_checkpoint
+from progrow.images import to_pil, to_uint8
 from progrow.metrics.images import resolve_latent_dim
 
 from ..cli_help import HelpFormatter
@@ -63,18 +64,6 @@ def _load_any(source: str, *, device: str) -> pg.ProgressiveGenerator:
     if path.is_file():
         return generator_from_checkpoint(path, device=device)[0]
     raise LoadError(f"--from: {path}: no such run folder, export or checkpoint")
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """`[N, C, H, W]` in [-1, 1] → uint8 `[N, C, H, W]` in 0..255."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-
-
-def _pil(image: torch.Tensor):  # noqa: ANN202
-    from PIL import Image
-
-    array = image.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[:, :, 0], mode="L") if array.shape[2] == 1 else Image.fromarray(array, mode="RGB")
 
 
 def _latents(G: pg.ProgressiveGenerator, seeds: Sequence[int]) -> torch.Tensor:
@@ -201,9 +190,9 @@ def generate_main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seed, args.seed + args.n))
     with torch.no_grad():
-        images = to_uint8(G(_latents(G, seeds), **_labels(G, args.n, args.label)))
+        images = to_uint8(G(_latents(G, seeds), **_labels(G, args.n, args.label))).cpu()
     for seed, image in zip(seeds, images, strict=True):
-        _pil(image).save(out / f"seed{seed:06d}.png")
+        to_pil(image).save(out / f"seed{seed:06d}.png")
     print(f"wrote {args.n} images of {images.shape[-1]}² to {out}")
     return 0
 
@@ -235,12 +224,12 @@ def interpolate_main(argv: Sequence[str] | None = None) -> int:
     frames.append(keys[-1])
     z = torch.stack(frames)
     with torch.no_grad():
-        images = to_uint8(G(z, **_labels(G, len(frames), args.label)))
+        images = to_uint8(G(z, **_labels(G, len(frames), args.label))).cpu()
     strip = torch.cat(list(images), dim=-1)  # [C, H, W·frames]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _pil(strip).save(out)
-    pil_frames = [_pil(im) for im in images]
+    to_pil(strip).save(out)
+    pil_frames = [to_pil(im) for im in images]
     gif = out.with_suffix(".gif")
     pil_frames[0].save(gif, save_all=True, append_images=pil_frames[1:], duration=80, loop=0)
     print(f"wrote {len(frames)} frames to {out} and {gif}")

@@ -15,6 +15,7 @@ from torch import Tensor
 
 import progrow as pg
 from progrow.data import MultiResDataset
+from progrow.images import to_pil, to_uint8
 
 from .metric_groups import evaluate_groups
 from .plots import plot_metrics
@@ -141,8 +142,6 @@ def _progress_bar(run: Run) -> Any:
 
 def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Tensor | None) -> None:
     """G_ema samples from fixed latents, at its bound state, as one PNG; each image enlarged (nearest) to ≥ 64 px."""
-    from PIL import Image
-
     G_ema = run.ema.module
     with torch.no_grad():
         kw = {"labels": grid_labels} if grid_labels is not None else {}
@@ -150,7 +149,7 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Te
     scale = max(1, 64 // images.shape[-1])
     if scale > 1:
         images = F.interpolate(images, scale_factor=float(scale), mode="nearest")
-    images = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    images = to_uint8(images)
     n, c, h, w = images.shape
     cols = int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
@@ -158,10 +157,8 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Te
     for i in range(n):
         r, col = divmod(i, cols)
         grid[:, r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i]
-    array = grid.permute(1, 2, 0).numpy()
-    mode = "L" if c == 1 else "RGB"
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[:, :, 0] if c == 1 else array, mode=mode).save(path)
+    to_pil(grid).save(path)
 
 
 def evaluate_metrics(run: Run, state: pg.GrowthState, dataset: MultiResDataset) -> dict[str, Any]:

@@ -6,7 +6,7 @@ fixed subset of the dataset's level at `R` (the same 2×2 box-filtered uint8 lev
 
 Colour rule (both sides): 3 channels pass through; 1 channel (grayscale) is repeated to 3, so InceptionV3
 sees gray RGB; any other count is an error. Pixel rule (generated side): `[-1, 1] → round(127.5·x + 127.5)`
-clamped to 0..255, the inverse of `progrow.data.to_float` (half-way values round up).
+clamped to 0..255, the inverse of `progrow.data.to_float` (half-way values round up): `progrow.to_uint8`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from progrow.data import MultiResDataset
+from progrow.images import to_uint8
 from progrow.state import GrowthState
 
 __all__ = [
@@ -52,11 +53,9 @@ def to_uint8_rgb(images: Tensor) -> Tensor:
     """Map generator output `[N, C, H, W]` in [-1, 1] (C = 1 or 3) to uint8 `[N, 3, H, W]` (see the module rules)."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"to_uint8_rgb: expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
-    x = images.detach().float()
-    if not bool(torch.isfinite(x).all()):
+    if not bool(torch.isfinite(images).all()):
         raise ValueError("to_uint8_rgb: the images contain NaN or infinite values (has the generator diverged?)")
-    x = (x * 127.5 + 128.0).clamp_(0.0, 255.0).to(torch.uint8)  # trunc of x + 0.5 ≥ 0: round half up
-    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+    return _as_rgb_u8(to_uint8(images))
 
 
 def _as_rgb_u8(images: Tensor) -> Tensor:
@@ -65,17 +64,14 @@ def _as_rgb_u8(images: Tensor) -> Tensor:
 
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Run `module` in eval mode inside the block; restore every submodule's mode and a growth wrapper's state after."""
+    """Run `module` in eval mode inside the block; restore every submodule's train/eval mode after."""
     modes = [(m, m.training) for m in module.modules()]
-    growth = getattr(module, "growth_state", None) if hasattr(module, "set_state") else None
     module.eval()
     try:
         yield module
     finally:
         for m, training in modes:
             m.training = training
-        if growth is not None:
-            module.set_state(growth)  # type: ignore[operator]
 
 
 def resolve_latent_dim(generator: nn.Module, latent_dim: int | None) -> int:
@@ -149,9 +145,10 @@ class GeneratedImages(nn.Module):
     the same whatever the batch size; `reset()` starts the sequence again. With `labels` (a number of
     classes or a pool of labels) each chunk also draws uniform labels, passed as `generator(z, state,
     labels=...)`. The generator runs in eval mode under `torch.no_grad()`, on its own device; every
-    submodule's train/eval mode and a growth wrapper's bound state are restored after each call. It is
-    held outside this module's submodules, so `.eval()`, `.cuda()` or `.cpu()` on this wrapper (as
-    torch-fidelity calls them) never touch it. Images are returned on `device`.
+    submodule's train/eval mode is restored after each call, and a growth wrapper's bound state is left
+    alone (an explicit state is for that call only). It is held outside this module's submodules, so
+    `.eval()`, `.cuda()` or `.cpu()` on this wrapper (as torch-fidelity calls them) never touch it.
+    Images are returned on `device`.
     """
 
     def __init__(
