@@ -16,9 +16,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from minimal_loop import TinyDiscriminator, TinyGenerator  # the tiny protocol networks of the minimal example
 
 import progrow as pg
+from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator
+
+Z_DIM = 32
+NETS = dict(resolution=16, fmap_base=128, fmap_max=32)  # the reference ProGAN, small: 32 → 16 feature maps
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         start_resolution=4, final_resolution=16, fade_kimg=args.kimg, stable_kimg=args.kimg, batch_size=16, lr=2e-3
     )
     scheduler = pg.ProgressiveScheduler(config)
-    G, D = pg.ProgressiveGenerator(TinyGenerator()), pg.ProgressiveDiscriminator(TinyDiscriminator())
+    G = pg.ProgressiveGenerator(ProGANGenerator(latent_dim=Z_DIM, **NETS))
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(**NETS))
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
     ema = pg.EMA(G, beta=0.99)
@@ -50,13 +54,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         images, _ = sampler.next_batch(state.resolution, state.batch_size)
         reals = pg.fade_reals(pg.to_float(images), state)
         with torch.no_grad():
-            fakes = G(torch.randn(state.batch_size, 32))
+            fakes = G(torch.randn(state.batch_size, Z_DIM))
         d_loss = pg.wgan_gp_d_loss(D, reals, fakes).loss
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         D.requires_grad_(False)
-        g_loss = pg.wgan_g_loss(D(G(torch.randn(state.batch_size, 32)))).loss
+        g_loss = pg.wgan_g_loss(D(G(torch.randn(state.batch_size, Z_DIM)))).loss
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 dataset,
                 num_samples=args.samples,
                 weights_path=args.inception_weights,
-                latent_dim=32,
+                latent_dim=Z_DIM,
             )
             results.append({"kimg": new.kimg, "resolution": state.resolution, "fid": scores["fid"], "swd": scores["swd"]})
             print(
