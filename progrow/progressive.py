@@ -84,6 +84,13 @@ class _GrowthWrapper(nn.Module):
                 self.alpha.fill_(alpha)
                 self._alpha_value = alpha
 
+    def _run_at(self, state: GrowthState | None, run: Callable[..., Tensor], x: Tensor, **kwargs: Any) -> Tensor:
+        """`run(x, **kwargs)` at `state` for this call only, or at the bound state when `state` is None."""
+        if state is None:
+            return run(x, **kwargs)
+        with self.at(state):
+            return run(x, **kwargs)
+
     def _bound(self) -> tuple[int, bool]:
         """The resolution and whether it fades, of the bound state."""
         if self._resolution is None:
@@ -121,10 +128,7 @@ class ProgressiveGenerator(_GrowthWrapper):
 
     def forward(self, z: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Generate `[N, img_channels, res, res]` images from latents `z` at `state` (or the bound state)."""
-        if state is not None:
-            with self.at(state):
-                return self._generate(z, **kwargs)
-        return self._generate(z, **kwargs)
+        return self._run_at(state, self._generate, z, **kwargs)
 
     def _generate(self, z: Tensor, **kwargs: Any) -> Tensor:
         res, fading = self._bound()
@@ -190,10 +194,7 @@ class ProgressiveDiscriminator(_GrowthWrapper):
 
     def forward(self, x: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Score images `[N, img_channels, res, res]` at `state` (or the bound state): `[N]` or `[N, 1]`."""
-        if state is not None:
-            with self.at(state):
-                return self._score(x, **kwargs)
-        return self._score(x, **kwargs)
+        return self._run_at(state, self._score, x, **kwargs)
 
     def _score(self, x: Tensor, **kwargs: Any) -> Tensor:
         res, fading = self._bound()
