@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
 
@@ -15,31 +15,31 @@ def _dataset(argv: Sequence[str]) -> int:
 
 
 def _train(argv: Sequence[str]) -> int:
-    from progrow.adapters.progan.train import main as run
+    from .progan.train import main as run
 
     return run(list(argv), prog="progrow train")
 
 
 def _generate(argv: Sequence[str]) -> int:
-    from progrow.adapters.progan.generate import generate_main
+    from .progan.generate import generate_main
 
     return generate_main(list(argv))
 
 
 def _interpolate(argv: Sequence[str]) -> int:
-    from progrow.adapters.progan.generate import interpolate_main
+    from .progan.generate import interpolate_main
 
     return interpolate_main(list(argv))
 
 
 def _metrics(argv: Sequence[str]) -> int:
-    from progrow.adapters.progan.metrics_cli import metrics_main
+    from .progan.metrics_cli import metrics_main
 
     return metrics_main(list(argv))
 
 
 def _fid(argv: Sequence[str]) -> int:
-    from progrow.adapters.progan.metrics_cli import fid_main
+    from .progan.metrics_cli import fid_main
 
     return fid_main(list(argv))
 
@@ -54,7 +54,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
 }
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """`progrow COMMAND …` (also `python -m progrow …`): the command's exit code; `--version` prints the version."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:

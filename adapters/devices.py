@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 __all__ = ["default_device", "resolve_device"]
@@ -14,7 +12,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_device(text: Optional[str], *, option: str = "--device") -> torch.device:
+def resolve_device(text: str | None, *, option: str = "--device") -> torch.device:
     """The device `text` names (None: `default_device()`); `ValueError` naming `option` when it is not one or not here."""
     if text is None:
         return torch.device(default_device())

@@ -13,7 +13,8 @@ Tested with Lightning 2.6.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -26,9 +27,10 @@ except ImportError as exc:
         "progrow.adapters.lightning needs Lightning 2: pip install progrow-gan[lightning] (or pip install lightning)"
     ) from exc
 
+from progrow.binding import bind
 from progrow.blend import fade_reals, resize_to
 from progrow.ema import EMA
-from progrow.optim import bind, reset_optimizer
+from progrow.optim import reset_optimizer
 from progrow.optim import set_lr as apply_lr
 from progrow.progressive import ProgressiveDiscriminator, ProgressiveGenerator
 from progrow.scheduler import ProgressiveScheduler
@@ -82,8 +84,8 @@ class ProgressiveCallback(Callback):
         self._optimizers: list[Optimizer] = []
         self._unbind: list[Any] = []
         self._world_size = 1
-        self._step_state: Optional[GrowthState] = None
-        self._step_images: Optional[int] = None
+        self._step_state: GrowthState | None = None
+        self._step_images: int | None = None
 
     # ----------------------------------------------------------------------------------- for the module
     @classmethod
@@ -91,7 +93,9 @@ class ProgressiveCallback(Callback):
         """The trainer's `ProgressiveCallback` (for modules that do not keep a reference to it)."""
         found = [c for c in trainer.callbacks if isinstance(c, cls)]  # type: ignore[attr-defined]
         if len(found) != 1:
-            raise RuntimeError(f"ProgressiveCallback.of: expected one ProgressiveCallback in the trainer's callbacks, found {len(found)}")
+            raise RuntimeError(
+                f"ProgressiveCallback.of: expected one ProgressiveCallback in the trainer's callbacks, found {len(found)}"
+            )
         return found[0]
 
     @property
@@ -224,7 +228,7 @@ class ProgressiveCallback(Callback):
                 unique.append(t)
         return unique
 
-    def _optimizer_listener(self, prev: Optional[GrowthState], new: GrowthState) -> None:
+    def _optimizer_listener(self, prev: GrowthState | None, new: GrowthState) -> None:
         reset = self.reset_optimizers and prev is not None and self.scheduler.optimizer_reset_due(prev, new)
         for opt in self._optimizers:
             if reset:
@@ -238,7 +242,7 @@ class ProgressiveCallback(Callback):
             if callable(hook):
                 hook(state)
 
-    def _per_process(self, batch_size: Optional[int]) -> int:
+    def _per_process(self, batch_size: int | None) -> int:
         if batch_size is None:
             raise ValueError("ProgressiveCallback: the scheduler's state has no batch size")
         return max(1, batch_size // self._world_size)
@@ -250,7 +254,7 @@ class ProgressiveCallback(Callback):
         self._optimizers = []
 
 
-def _batch_length(batch: Any) -> Optional[int]:
+def _batch_length(batch: Any) -> int | None:
     """Images in a batch: the length of its first tensor (a tensor, or one inside a tuple, list or dict)."""
     if isinstance(batch, Tensor):
         return int(batch.shape[0]) if batch.dim() else None

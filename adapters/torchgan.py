@@ -20,12 +20,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "progrow.adapters.torchgan needs torchgan: pip install progrow-gan[torchgan] (or pip install torchgan)"
     ) from exc
 
-from progrow.adapters.sequential import (
+from .sequential import (
     HeadActivation,
     SequentialDiscriminator,
     SequentialGenerator,
     TopBlock,
+)
+from .sequential import (
     growable_discriminator as _sequential_discriminator,
+)
+from .sequential import (
     growable_generator as _sequential_generator,
 )
 

@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["interleave", "summary", "fmt_ratio", "machine_header", "peak_rss_subprocess", "current_rss_mib"]
 
@@ -64,8 +64,10 @@ def machine_header(title: str) -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"# {title} — {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{load}, "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"# {title} — {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{load}, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def current_rss_mib() -> float:

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             256: MultiResDataset(build_cache(SyntheticShapes(seed=1, num_images=n_256), tmp / "cache-256", resolution=256)),
         }
         datasets[64] = datasets[4] = MultiResDataset(
-            build_cache(SyntheticShapes(seed=2, num_images=n_64), tmp / "cache-64", resolution=64))
+            build_cache(SyntheticShapes(seed=2, num_images=n_64), tmp / "cache-64", resolution=64)
+        )
         print(f"  built the caches ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
 
         rows = []
@@ -154,51 +155,70 @@ def main(argv: list[str] | None = None) -> int:
             t = interleave(blocks, rounds=rounds, warmup=1)
             ips = {k: [counts[k] * batch_at(r) / s for s in v] for k, v in t.items()}
             rows.append((r, ips))
-            print(f"  {r}²: cache/PNG {fmt_ratio([c / d for c, d in zip(ips['cache'], ips['png'])], '.0f')}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {r}²: cache/PNG {fmt_ratio([c / d for c, d in zip(ips['cache'], ips['png'], strict=True)], '.0f')}",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     sizes = ", ".join(f"{k} {v[1]:.2f} MiB" for k, v in files.items())
-    head = (f"{'res':>5} | {'batch':>5} | {'PNG img/s':>9} | {'JPEG img/s':>10} | {'noisy PNG img/s':>15} | "
-            f"{'cache img/s':>11} | {'cache / PNG':>19} | {'cache / JPEG':>19} | {'cache / noisy PNG':>19} | "
-            f"{'GPU run img/s':>13} | {'GPU run / PNG':>19}")
+    head = (
+        f"{'res':>5} | {'batch':>5} | {'PNG img/s':>9} | {'JPEG img/s':>10} | {'noisy PNG img/s':>15} | "
+        f"{'cache img/s':>11} | {'cache / PNG':>19} | {'cache / JPEG':>19} | {'cache / noisy PNG':>19} | "
+        f"{'GPU run img/s':>13} | {'GPU run / PNG':>19}"
+    )
     print(head)
     print("|".join("-" * len(c) for c in head.split("|")))
     verdicts = {}
     for r, ips in rows:
-        ratio = {k: [c / d for c, d in zip(ips["cache"], ips[k])] for k in ("png", "jpeg", "noisy png")}
-        gpu = [c / d for c, d in zip(ips["gpu run"], ips["png"])]
+        ratio = {k: [c / d for c, d in zip(ips["cache"], ips[k], strict=True)] for k in ("png", "jpeg", "noisy png")}
+        gpu = [c / d for c, d in zip(ips["gpu run"], ips["png"], strict=True)]
         med = {k: summary(v)[0] for k, v in ips.items()}
-        print(f"{f'{r}²':>5} | {batch_at(r):>5} | {med['png']:>9,.0f} | {med['jpeg']:>10,.0f} | {med['noisy png']:>15,.0f} | "
-              f"{med['cache']:>11,.0f} | {fmt_ratio(ratio['png'], ',.0f'):>19} | {fmt_ratio(ratio['jpeg'], ',.0f'):>19} | "
-              f"{fmt_ratio(ratio['noisy png'], ',.0f'):>19} | {med['gpu run']:>13,.0f} | {fmt_ratio(gpu, ',.0f'):>19}")
+        print(
+            f"{f'{r}²':>5} | {batch_at(r):>5} | {med['png']:>9,.0f} | {med['jpeg']:>10,.0f} | {med['noisy png']:>15,.0f} | "
+            f"{med['cache']:>11,.0f} | {fmt_ratio(ratio['png'], ',.0f'):>19} | {fmt_ratio(ratio['jpeg'], ',.0f'):>19} | "
+            f"{fmt_ratio(ratio['noisy png'], ',.0f'):>19} | {med['gpu run']:>13,.0f} | {fmt_ratio(gpu, ',.0f'):>19}"
+        )
         verdicts[r] = (summary(ratio["png"])[0], summary(ratio["noisy png"])[0], med["cache"], summary(gpu)[0])
-    print(f"\nimg/s: medians over {rounds} rounds, one thread (= per core). Mean file sizes at 1024²: {sizes}. "
-          "Ratios: within a round, median (min–max).")
+    print(
+        f"\nimg/s: medians over {rounds} rounds, one thread (= per core). Mean file sizes at 1024²: {sizes}. "
+        "Ratios: within a round, median (min–max)."
+    )
 
     print("\nTargets:")
     png, noisy, _, gpu = verdicts[TOP]
-    flat = (f"The synthetic PNGs compress to {files['png'][1]:.2f} MiB, so they decode faster than photographs "
-            f"({files['noisy png'][1]:.1f} MiB noisy PNGs: {noisy:.0f}× for a CPU run).")
+    flat = (
+        f"The synthetic PNGs compress to {files['png'][1]:.2f} MiB, so they decode faster than photographs "
+        f"({files['noisy png'][1]:.1f} MiB noisy PNGs: {noisy:.0f}× for a CPU run)."
+    )
     if png >= 50:
-        print(f"  cache ≥ 50× PNG decode per core at 1024²: MET for CPU and GPU runs ({png:.0f}× with the flip on "
-              f"the host, {gpu:.0f}× for a GPU run's host part). {flat}")
+        print(
+            f"  cache ≥ 50× PNG decode per core at 1024²: MET for CPU and GPU runs ({png:.0f}× with the flip on "
+            f"the host, {gpu:.0f}× for a GPU run's host part). {flat}"
+        )
     elif gpu >= 50:
-        print(f"  cache ≥ 50× PNG decode per core at 1024²: MET for a GPU run's host part ({gpu:.0f}×: the gather; the "
-              f"mirror flip runs on the GPU), NOT MET for a CPU run ({png:.0f}×): there the host also flips half of "
-              "the 3 MiB images (a torch flip per mirrored image: with its copy back, a few times the cost of "
-              "gathering it). A CPU run at 1024² spends seconds of compute per image, so this does not limit it. "
-              f"{flat}")
+        print(
+            f"  cache ≥ 50× PNG decode per core at 1024²: MET for a GPU run's host part ({gpu:.0f}×: the gather; the "
+            f"mirror flip runs on the GPU), NOT MET for a CPU run ({png:.0f}×): there the host also flips half of "
+            "the 3 MiB images (a torch flip per mirrored image: with its copy back, a few times the cost of "
+            "gathering it). A CPU run at 1024² spends seconds of compute per image, so this does not limit it. "
+            f"{flat}"
+        )
     else:
-        print(f"  cache ≥ 50× PNG decode per core at 1024²: NOT MET ({png:.0f}× for a CPU run, {gpu:.0f}× for a GPU "
-              f"run's host part). {flat}")
+        print(
+            f"  cache ≥ 50× PNG decode per core at 1024²: NOT MET ({png:.0f}× for a CPU run, {gpu:.0f}× for a GPU "
+            f"run's host part). {flat}"
+        )
     low = {r: v[2] for r, v in verdicts.items() if r <= 64}
     worst = min(low.values())
     verdict = "MET" if worst >= 100_000 else "NOT MET"
-    print(f"  cache ≥ 100,000 img/s per core at ≤ 64²: {verdict} "
-          f"({', '.join(f'{r}²: {v:,.0f}' for r, v in sorted(low.items(), reverse=True))}).")
+    print(
+        f"  cache ≥ 100,000 img/s per core at ≤ 64²: {verdict} "
+        f"({', '.join(f'{r}²: {v:,.0f}' for r, v in sorted(low.items(), reverse=True))})."
+    )
     print(f"\n({time.perf_counter() - start:.0f} s; a shared machine: rerun if the min–max ranges are wide)")
     return 0
 

@@ -44,8 +44,8 @@ import torch
 
 import progrow as pg
 from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator
-from progrow.adapters.progan.presets import get_preset
 from progrow.adapters.progan.networks import feature_maps
+from progrow.adapters.progan.presets import get_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import machine_header  # noqa: E402
@@ -73,6 +73,7 @@ except ImportError:  # a torch without the private mode: the public class (its m
     def _Counter():  # type: ignore[no-redef]  # noqa: N802
         return FlopCounterMode(display=False)
 
+
 PAPER_V100_GPU_DAYS = 8 * 4  # the paper: CelebA-HQ 1024², 8 Tesla V100 GPUs, 4 days
 
 
@@ -83,7 +84,10 @@ def conv(c_in: int, c_out: int, k: int, r: int) -> int:
 
 def analytic(r: int, preset) -> dict[str, int]:
     """Forward FLOPs per image of G and D at resolution r, and the iteration total."""
-    nf = {s: feature_maps(s, fmap_base=preset.fmap_base, fmap_max=preset.fmap_max) for s in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)}
+    nf = {
+        s: feature_maps(s, fmap_base=preset.fmap_base, fmap_max=preset.fmap_max)
+        for s in (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    }
     dense = 2 * preset.latent_dim * nf[4] * 16
     g = dense + conv(nf[4], nf[4], 3, 4)
     s = 8
@@ -145,11 +149,15 @@ def hours(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mfu", type=float, default=0.40, help="model FLOPs utilisation assumed (default 0.40)")
-    p.add_argument("--peak-tflops", type=float, default=989.0,
-                   help="dense bf16 peak, TFLOP/s (default 989: H100 SXM5, without sparsity)")
-    p.add_argument("--floor-ms", type=float, default=10.0,
-                   help="per-iteration floor of an eager step (launches, Python), ms (default 10)")
-    p.add_argument("--cpu-max", type=int, default=32, help="run the FlopCounterMode check on the CPU up to this resolution (default 32)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="dense bf16 peak, TFLOP/s (default 989: H100 SXM5, without sparsity)"
+    )
+    p.add_argument(
+        "--floor-ms", type=float, default=10.0, help="per-iteration floor of an eager step (launches, Python), ms (default 10)"
+    )
+    p.add_argument(
+        "--cpu-max", type=int, default=32, help="run the FlopCounterMode check on the CPU up to this resolution (default 32)"
+    )
     p.add_argument("--quick", action="store_true", help="CPU check up to 8² only")
     args = p.parse_args(argv)
     start = time.perf_counter()
@@ -177,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     rate = args.mfu * args.peak_tflops * 1e12
     floor = args.floor_ms / 1000
     print()
-    head = (f"{'res':>5} | {'G fwd':>11} | {'D fwd':>11} | {'iteration':>11} | {'FlopCounterMode':>15} | {'ratio':>6} | "
-            f"{'counted on':>10} | {'batch':>5} | {'kimg':>5} | {'img/s bound':>11} | {'FLOP time':>9} | {'with floor':>10}")
+    head = (
+        f"{'res':>5} | {'G fwd':>11} | {'D fwd':>11} | {'iteration':>11} | {'FlopCounterMode':>15} | {'ratio':>6} | "
+        f"{'counted on':>10} | {'batch':>5} | {'kimg':>5} | {'img/s bound':>11} | {'FLOP time':>9} | {'with floor':>10}"
+    )
     print(head)
     print("|".join("-" * len(c) for c in head.split("|")))
     total_flop_s = total_floor_s = 0.0
@@ -192,41 +202,61 @@ def main(argv: list[str] | None = None) -> int:
         total_flop_s += flop_s
         total_floor_s += floor_s
         worst = max(worst, *(abs(m[k] / a[k] - 1) for k in a))
-        print(f"{f'{r}²':>5} | {fmt(a['G']):>11} | {fmt(a['D']):>11} | {fmt(a['iter']):>11} | {fmt(m['iter']):>15} | "
-              f"{m['iter'] / a['iter']:>6.4f} | {device:>10} | {batch:>5} | {kimg:>5.0f} | {rate / a['iter']:>11,.0f} | "
-              f"{hours(flop_s):>9} | {hours(floor_s):>10}")
-    print(f"\nFLOPs per image; iteration = one D step (with the GP's double backward) + one G step, as progrow's "
-          f"train_step. G and D forward also match FlopCounterMode (largest relative difference of any count: {worst:.1e}).")
-    print(f"Assumed: {args.mfu:.0%} MFU of {args.peak_tflops:g} TFLOP/s dense bf16 (one H100 SXM5) = "
-          f"{rate / 1e12:.0f} TFLOP/s sustained; per-iteration floor {args.floor_ms:g} ms (eager launches).")
+        print(
+            f"{f'{r}²':>5} | {fmt(a['G']):>11} | {fmt(a['D']):>11} | {fmt(a['iter']):>11} | {fmt(m['iter']):>15} | "
+            f"{m['iter'] / a['iter']:>6.4f} | {device:>10} | {batch:>5} | {kimg:>5.0f} | {rate / a['iter']:>11,.0f} | "
+            f"{hours(flop_s):>9} | {hours(floor_s):>10}"
+        )
+    print(
+        f"\nFLOPs per image; iteration = one D step (with the GP's double backward) + one G step, as progrow's "
+        f"train_step. G and D forward also match FlopCounterMode (largest relative difference of any count: {worst:.1e})."
+    )
+    print(
+        f"Assumed: {args.mfu:.0%} MFU of {args.peak_tflops:g} TFLOP/s dense bf16 (one H100 SXM5) = "
+        f"{rate / 1e12:.0f} TFLOP/s sustained; per-iteration floor {args.floor_ms:g} ms (eager launches)."
+    )
     total_kimg = sum(schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r) for r in schedule.resolutions)
     days = total_floor_s / 86400
-    print(f"\nPaper schedule ({total_kimg:,.0f} kimg, 4² → 1024²) on one H100: {hours(total_flop_s)} FLOP-bound, "
-          f"{hours(total_floor_s)} with the floor = {days:.2f} days; "
-          f"the paper: 8 V100 × 4 days = {PAPER_V100_GPU_DAYS} GPU-days, {PAPER_V100_GPU_DAYS / days:.0f}× the GPU time "
-          f"and {4 / days:.1f}× the wall-clock of this estimate.")
+    print(
+        f"\nPaper schedule ({total_kimg:,.0f} kimg, 4² → 1024²) on one H100: {hours(total_flop_s)} FLOP-bound, "
+        f"{hours(total_floor_s)} with the floor = {days:.2f} days; "
+        f"the paper: 8 V100 × 4 days = {PAPER_V100_GPU_DAYS} GPU-days, {PAPER_V100_GPU_DAYS / days:.0f}× the GPU time "
+        f"and {4 / days:.1f}× the wall-clock of this estimate."
+    )
     alt = []
     for mfu in (0.1, 0.2, 0.4, 0.6):
         r_alt = mfu * args.peak_tflops * 1e12
-        t = sum(max((schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r)) * 1000 * a["iter"] / r_alt,
-                    math.ceil((schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r)) * 1000 / schedule.batch_size_at(r)) * floor)
-                for r, a, _, _ in rows)
+        t = sum(
+            max(
+                (schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r)) * 1000 * a["iter"] / r_alt,
+                math.ceil((schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r)) * 1000 / schedule.batch_size_at(r)) * floor,
+            )
+            for r, a, _, _ in rows
+        )
         alt.append(f"{mfu:.0%}: {t / 86400:.2f} days")
     print(f"Sensitivity (with the floor), MFU {'; '.join(alt)}.")
-    share = {r: images_flops for r, images_flops in
-             ((r, (schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r)) * a["iter"]) for r, a, _, _ in rows)}
+    share = {
+        r: images_flops
+        for r, images_flops in ((r, (schedule.fade_kimg_at(r) + schedule.stable_kimg_at(r)) * a["iter"]) for r, a, _, _ in rows)
+    }
     top = sum(share.values())
-    print(f"Where the FLOPs go: 1024² {share[1024] / top:.0%}, 512² {share[512] / top:.0%}, 256² {share[256] / top:.0%}, "
-          f"≤ 128² {sum(v for r, v in share.items() if r <= 128) / top:.0%}.")
+    print(
+        f"Where the FLOPs go: 1024² {share[1024] / top:.0%}, 512² {share[512] / top:.0%}, 256² {share[256] / top:.0%}, "
+        f"≤ 128² {sum(v for r, v in share.items() if r <= 128) / top:.0%}."
+    )
     print("\nTargets:")
     ok = worst < 1e-3
-    print(f"  analytic count = FlopCounterMode at every resolution: {'MET' if ok else 'NOT MET'} "
-          f"(largest relative difference {worst:.1e}; CPU-run up to {cpu_max}², meta above).")
+    print(
+        f"  analytic count = FlopCounterMode at every resolution: {'MET' if ok else 'NOT MET'} "
+        f"(largest relative difference {worst:.1e}; CPU-run up to {cpu_max}², meta above)."
+    )
     verdict = "MET" if days < 4 else "NOT MET"
-    print(f"  beat the paper's 8 GPUs × 4 days on one H100 at {args.mfu:.0%} MFU: {verdict} ({days:.2f} days on 1 GPU). "
-          "An estimate, not a measurement: the 512²–1024² stages run 16–64-channel convolutions at batch 6 and 3, "
-          "whose bf16 arithmetic intensity (≈ 75–150 FLOP per byte moved) is below an H100's ≈ 300 FLOP/byte ridge, "
-          "so they may not sustain that MFU (see the sensitivity line); it says nothing of FID.")
+    print(
+        f"  beat the paper's 8 GPUs × 4 days on one H100 at {args.mfu:.0%} MFU: {verdict} ({days:.2f} days on 1 GPU). "
+        "An estimate, not a measurement: the 512²–1024² stages run 16–64-channel convolutions at batch 6 and 3, "
+        "whose bf16 arithmetic intensity (≈ 75–150 FLOP per byte moved) is below an H100's ≈ 300 FLOP/byte ridge, "
+        "so they may not sustain that MFU (see the sensitivity line); it says nothing of FID."
+    )
     print(f"\n({time.perf_counter() - start:.0f} s)")
     return 0
 

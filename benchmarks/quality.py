@@ -38,10 +38,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,8 +76,11 @@ def render_digits(out: Path, *, num_images: int, resolution: int, seed: int = 0)
         draw = ImageDraw.Draw(glyph)
         stroke = int(rng.integers(0, max(2, size // 14)))
         draw.text((big / 2, big / 2), str(digit), fill=255, font=font, anchor="mm", stroke_width=stroke, stroke_fill=255)
-        glyph = glyph.rotate(float(rng.uniform(-15, 15)), resample=Image.BICUBIC,
-                             translate=tuple(float(v) for v in rng.uniform(-0.08, 0.08, size=2) * big))
+        glyph = glyph.rotate(
+            float(rng.uniform(-15, 15)),
+            resample=Image.BICUBIC,
+            translate=tuple(float(v) for v in rng.uniform(-0.08, 0.08, size=2) * big),
+        )
         image = Image.composite(Image.new("RGB", (big, big), ink), Image.new("RGB", (big, big), ground), glyph)
         name = f"{i:06d}.png"
         image.resize((resolution, resolution), Image.LANCZOS).save(out / name)
@@ -106,7 +110,7 @@ def prepare_data(name: str, root: Path, *, resolution: int, num_images: int) -> 
 def real_halves(num_images: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of two disjoint sets of `n` real images (a fixed permutation): the reference set and the floor's."""
     order = np.random.default_rng(12345).permutation(num_images)
-    return np.sort(order[:n]), np.sort(order[n:2 * n])
+    return np.sort(order[:n]), np.sort(order[n : 2 * n])
 
 
 def real_images(cache: Path, resolution: int, index: np.ndarray) -> Tensor:
@@ -145,7 +149,11 @@ class DCGANDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         width = ndf
         for _ in range(int(math.log2(resolution)) - 3):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             width *= 2
         layers += [nn.Conv2d(width, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
         self.main = nn.Sequential(*layers)
@@ -180,14 +188,27 @@ class Trainer:
 class ProGANTrainer(Trainer):
     """The reference training script's own pieces (`build_run`, `train_step`), driven step by step."""
 
-    def __init__(self, cache: Path, *, preset: str, flat: bool, seed: int, work: Path,
-                 phase_kimg: Optional[float], overrides: dict[str, Any]) -> None:
+    def __init__(
+        self, cache: Path, *, preset: str, flat: bool, seed: int, work: Path, phase_kimg: float | None, overrides: dict[str, Any]
+    ) -> None:
         from progrow.adapters.progan import train as T
         from progrow.adapters.progan.distributed import DistInfo
         from progrow.data import MultiResDataset
 
-        argv = ["--preset", preset, "--data", str(cache), "--out", str(work), "--device", "cpu",
-                "--kimg", "1000000", "--seed", str(seed)]
+        argv = [
+            "--preset",
+            preset,
+            "--data",
+            str(cache),
+            "--out",
+            str(work),
+            "--device",
+            "cpu",
+            "--kimg",
+            "1000000",
+            "--seed",
+            str(seed),
+        ]
         argv += ["--no-growing"] if flat else []
         argv += ["--phase-kimg", str(phase_kimg)] if phase_kimg else []
         opts = T.resolve_options(T.build_parser().parse_args(argv), DistInfo())
@@ -220,8 +241,9 @@ class ProGANTrainer(Trainer):
 class DCGANTrainer(Trainer):
     """The tutorial's training loop: BCE on D's sigmoid, Adam(2e-4, β = (0.5, 0.999)), batch 64; optionally grown."""
 
-    def __init__(self, cache: Path, *, resolution: int, grow: bool, seed: int, schedule: Any,
-                 batch_size: int = 64, lr: float = 2e-4) -> None:
+    def __init__(
+        self, cache: Path, *, resolution: int, grow: bool, seed: int, schedule: Any, batch_size: int = 64, lr: float = 2e-4
+    ) -> None:
         import progrow as pg
         from progrow.adapters.sequential import growable_discriminator, growable_generator
         from progrow.data import ImageSampler, MultiResDataset
@@ -237,12 +259,14 @@ class DCGANTrainer(Trainer):
         if grow:
             self.G: nn.Module = pg.ProgressiveGenerator(growable_generator(netG.main), img_channels=dataset.num_channels)
             self.D: nn.Module = pg.ProgressiveDiscriminator(growable_discriminator(netD.main), img_channels=dataset.num_channels)
-            config = schedule.replace(batch_size=batch_size, batch_size_per_res={}, lr=lr, lr_per_res={},
-                                      total_kimg=1e6, reset_optimizers="never")
+            config = schedule.replace(
+                batch_size=batch_size, batch_size_per_res={}, lr=lr, lr_per_res={}, total_kimg=1e6, reset_optimizers="never"
+            )
         else:
             self.G, self.D = netG, netD
-            config = pg.ScheduleConfig(start_resolution=resolution, final_resolution=resolution, stable_kimg=1e6,
-                                       batch_size=batch_size, lr=lr)
+            config = pg.ScheduleConfig(
+                start_resolution=resolution, final_resolution=resolution, stable_kimg=1e6, batch_size=batch_size, lr=lr
+            )
         self.scheduler = pg.ProgressiveScheduler(config)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -348,29 +372,52 @@ def train_variant(spec: dict[str, Any]) -> dict[str, Any]:
         after = trainer.state
         if GROWING[variant] and after.stage != before.stage:  # the stage that just ended, at its last state
             levels = level_swds(generate(trainer, spec["samples"], res, state=before, upscale=False), cache, real_index)
-            stage_ends.append({"resolution": before.resolution, "cpu_s": round(cpu, 1), "kimg": round(trainer.kimg, 3),
-                               "levels": levels})
+            stage_ends.append(
+                {"resolution": before.resolution, "cpu_s": round(cpu, 1), "kimg": round(trainer.kimg, 3), "levels": levels}
+            )
         if cpu >= marks[0]:
             marks.pop(0)
             fakes = generate(trainer, spec["samples"], res)
             scores = swd(fakes, reals)
             state = trainer.state
-            points.append({"cpu_s": round(cpu, 1), "kimg": round(trainer.kimg, 3), "resolution": state.resolution,
-                           "alpha": round(state.alpha, 3), **{k: round(v, 3) for k, v in scores.items()}})
-            print(f"  {spec['dataset']:>6} {variant:<12} {cpu:7.0f} CPU-s {trainer.kimg:7.1f} kimg  "
-                  f"{state.resolution:>3}² α={state.alpha:.2f}  swd {scores['swd']:.1f}", flush=True)
+            points.append(
+                {
+                    "cpu_s": round(cpu, 1),
+                    "kimg": round(trainer.kimg, 3),
+                    "resolution": state.resolution,
+                    "alpha": round(state.alpha, 3),
+                    **{k: round(v, 3) for k, v in scores.items()},
+                }
+            )
+            print(
+                f"  {spec['dataset']:>6} {variant:<12} {cpu:7.0f} CPU-s {trainer.kimg:7.1f} kimg  "
+                f"{state.resolution:>3}² α={state.alpha:.2f}  swd {scores['swd']:.1f}",
+                flush=True,
+            )
     state = trainer.state
     final = generate(trainer, spec["samples"], res, upscale=False)
     result: dict[str, Any] = {
-        "variant": variant, "dataset": spec["dataset"], "points": points, "steps": steps, "cpu_s": round(cpu, 1),
-        "wall_s": round(time.perf_counter() - started, 1), "final_resolution_reached": state.resolution,
+        "variant": variant,
+        "dataset": spec["dataset"],
+        "points": points,
+        "steps": steps,
+        "cpu_s": round(cpu, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "final_resolution_reached": state.resolution,
         "final_alpha": round(state.alpha, 3),
         "ms_ssim": round(ms_ssim_diversity(final, num_pairs=min(2000, 4 * len(final))), 4),
     }
     if GROWING[variant]:
         levels = level_swds(final, cache, real_index) if state.resolution == res else {}
-        stage_ends.append({"resolution": state.resolution, "cpu_s": round(cpu, 1), "kimg": round(trainer.kimg, 3),
-                           "levels": levels, "budget_end": True})
+        stage_ends.append(
+            {
+                "resolution": state.resolution,
+                "cpu_s": round(cpu, 1),
+                "kimg": round(trainer.kimg, 3),
+                "levels": levels,
+                "budget_end": True,
+            }
+        )
         result["stage_ends"] = stage_ends
     if spec.get("inception_weights"):
         result.update(fidelity_scores(trainer, state, cache, spec["samples"], spec["inception_weights"]))
@@ -380,8 +427,15 @@ def train_variant(spec: dict[str, Any]) -> dict[str, Any]:
 
 def make_trainer(variant: str, cache: Path, spec: dict[str, Any], work: Path) -> Trainer:
     if variant.startswith("progan"):
-        return ProGANTrainer(cache, preset=spec["preset"], flat=variant == "progan-flat", seed=spec["seed"],
-                             work=work / "run", phase_kimg=spec.get("phase_kimg"), overrides=spec.get("overrides", {}))
+        return ProGANTrainer(
+            cache,
+            preset=spec["preset"],
+            flat=variant == "progan-flat",
+            seed=spec["seed"],
+            work=work / "run",
+            phase_kimg=spec.get("phase_kimg"),
+            overrides=spec.get("overrides", {}),
+        )
     from progrow.adapters.progan.presets import get_preset
 
     if variant == "dcgan":  # flat: no schedule of the preset's
@@ -409,8 +463,16 @@ def fidelity_scores(trainer: Trainer, state: Any, cache: Path, n: int, weights: 
     """FID and KID of `n` images of the trainer's generator at `state` against the cache, with local InceptionV3 weights."""
     from progrow.metrics.fidelity import compute_metrics
 
-    scores = compute_metrics(_Sampler(trainer), state, cache, metrics=("fid", "kid"), num_samples=n, weights_path=weights,
-                             device="cpu", cache_dir=str(cache / "fidelity-cache"))
+    scores = compute_metrics(
+        _Sampler(trainer),
+        state,
+        cache,
+        metrics=("fid", "kid"),
+        num_samples=n,
+        weights_path=weights,
+        device="cpu",
+        cache_dir=str(cache / "fidelity-cache"),
+    )
     return {k: round(float(v), 4) for k, v in scores.items()}
 
 
@@ -442,7 +504,7 @@ def run_worker(spec: dict[str, Any], *, in_process: bool, fresh: bool = False) -
     return json.loads((work / "result.json").read_text())
 
 
-def time_to(points: Sequence[dict[str, Any]], target: float) -> Optional[float]:
+def time_to(points: Sequence[dict[str, Any]], target: float) -> float | None:
     """CPU-seconds at which the SWD curve first reaches `target` (linear between evaluations); None if never."""
     prev = None
     for p in points:
@@ -458,7 +520,7 @@ def time_to(points: Sequence[dict[str, Any]], target: float) -> Optional[float]:
 def level_regressions(stage_ends: Sequence[dict[str, Any]]) -> list[str]:
     """Every level whose SWD at a stage end is worse than at the previous stage end (`"16² after 32²: 12.1 > 11.0"`)."""
     out = []
-    for prev, cur in zip(stage_ends, stage_ends[1:]):
+    for prev, cur in zip(stage_ends, stage_ends[1:], strict=False):
         for r, value in prev["levels"].items():
             now = cur["levels"].get(r)
             if now is not None and now > value:
@@ -475,18 +537,28 @@ def verdicts(dataset: str, results: dict[str, dict[str, Any]], floor: float) -> 
         lines.append(f"  [{'PASS' if ok else 'FAIL'}] {text}")
 
     if {"progan", "progan-flat", "dcgan"} <= set(final):
-        check(final["progan"] < final["progan-flat"], f"progan < progan-flat at equal CPU time ({final['progan']:.1f} vs {final['progan-flat']:.1f})")
-        check(final["progan"] < final["dcgan"], f"progan < dcgan at equal CPU time ({final['progan']:.1f} vs {final['dcgan']:.1f})")
+        check(
+            final["progan"] < final["progan-flat"],
+            f"progan < progan-flat at equal CPU time ({final['progan']:.1f} vs {final['progan-flat']:.1f})",
+        )
+        check(
+            final["progan"] < final["dcgan"], f"progan < dcgan at equal CPU time ({final['progan']:.1f} vs {final['dcgan']:.1f})"
+        )
     for v in ("progan", "dcgan-grown"):
         if v in results:
             regress = level_regressions(results[v]["stage_ends"])
-            check(not regress, f"{v}: no pyramid level worse at a stage end than at the previous one"
-                  + (f" ({'; '.join(regress)})" if regress else ""))
+            check(
+                not regress,
+                f"{v}: no pyramid level worse at a stage end than at the previous one"
+                + (f" ({'; '.join(regress)})" if regress else ""),
+            )
     if "dcgan" in final:
         target = final["dcgan"]
         times = {v: time_to(r["points"], target) for v, r in results.items()}
-        lines.append(f"  CPU-s to reach the flat DCGAN's final SWD {target:.1f}: "
-                     + ", ".join(f"{v} {'never' if t is None else f'{t:.0f}'}" for v, t in times.items()))
+        lines.append(
+            f"  CPU-s to reach the flat DCGAN's final SWD {target:.1f}: "
+            + ", ".join(f"{v} {'never' if t is None else f'{t:.0f}'}" for v, t in times.items())
+        )
     for grown, flat in (("progan", "progan-flat"), ("dcgan-grown", "dcgan")):
         if grown in results and flat in results:
             target = final[flat]
@@ -495,8 +567,10 @@ def verdicts(dataset: str, results: dict[str, dict[str, Any]], floor: float) -> 
                 lines.append(f"  {grown} never reaches {flat}'s final SWD {target:.1f} within the budget: no speed-up")
             else:
                 ratio = t_flat / t_grown
-                lines.append(f"  growing vs not, time to {flat}'s final SWD {target:.1f}: {grown} {t_grown:.0f} CPU-s, "
-                             f"{flat} {t_flat:.0f} CPU-s → {ratio:.2f}× ({'reaches' if ratio >= 2 else 'below'} the paper's 2×)")
+                lines.append(
+                    f"  growing vs not, time to {flat}'s final SWD {target:.1f}: {grown} {t_grown:.0f} CPU-s, "
+                    f"{flat} {t_flat:.0f} CPU-s → {ratio:.2f}× ({'reaches' if ratio >= 2 else 'below'} the paper's 2×)"
+                )
     return lines
 
 
@@ -510,7 +584,7 @@ def write_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict[str, 
     except ImportError:
         return False
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
-    for ax, (dataset, by_variant) in zip(axes[0], results.items()):
+    for ax, (dataset, by_variant) in zip(axes[0], results.items(), strict=False):
         for variant, r in by_variant.items():
             ax.plot([p["cpu_s"] for p in r["points"]], [p["swd"] for p in r["points"]], marker="o", ms=3, label=variant)
         ax.axhline(floors[dataset], color="grey", ls="--", lw=1, label="real vs real")
@@ -549,24 +623,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=32, choices=sorted(PRESET_AT), help="final resolution (default: 32)")
     p.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {', '.join(DATASETS)} (default: all)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)} (default: all)")
-    p.add_argument("--budget", type=float, default=None, help="training CPU-seconds per variant (default: 600 at 32², 2400 at 64²)")
+    p.add_argument(
+        "--budget", type=float, default=None, help="training CPU-seconds per variant (default: 600 at 32², 2400 at 64²)"
+    )
     p.add_argument("--samples", type=int, default=1000, help="generated and real images per SWD (default: 1000)")
     p.add_argument("--images", type=int, default=10_000, help="images per dataset (default: 10000)")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at once, each in its own process (0: in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per variant (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of every variant (default: 0)")
     p.add_argument("--phase-kimg", type=float, default=None, help="override every phase length of the progressive variants")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                   help="override a preset field for every variant, e.g. fmap_max=128 or schedule.batch_size=32 (tuning)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a preset field for every variant, e.g. fmap_max=128 or schedule.batch_size=32 (tuning)",
+    )
     p.add_argument("--inception-weights", default=None, help="InceptionV3 weights: also FID and KID at the end")
     p.add_argument("--out", default="runs/quality", help="output folder (default: runs/quality)")
     p.add_argument("--fresh", action="store_true", help="retrain variants whose results of the same settings are in --out")
-    p.add_argument("--quick", action="store_true", help="smoke mode: tiny data, phases and budget, in this process (seconds; meaningless numbers)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke mode: tiny data, phases and budget, in this process (seconds; meaningless numbers)",
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.worker:
         spec = json.loads(Path(args.worker).read_text())
@@ -589,8 +674,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         budget, images, samples, jobs, phase_kimg = 2.0, 128, 32, 0, 0.016
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"quality: {res}², {budget:.0f} training CPU-seconds per variant, {args.threads} thread(s) each, "
-          f"{samples} samples per SWD; {platform.node()} ({os.cpu_count()} CPUs), load {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"quality: {res}², {budget:.0f} training CPU-seconds per variant, {args.threads} thread(s) each, "
+        f"{samples} samples per SWD; {platform.node()} ({os.cpu_count()} CPUs), load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
     caches = {d: prepare_data(d, out / "data", resolution=res, num_images=images) for d in datasets}
     floors = {}
@@ -600,11 +688,26 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
         a, b = real_halves(len(MultiResDataset(cache)), samples)
         floors[d] = round(swd(real_images(cache, res, b), real_images(cache, res, a))["swd"], 3)
-    specs = [{"variant": v, "dataset": d, "cache": str(caches[d]), "resolution": res, "budget": budget,
-              "samples": samples, "threads": args.threads, "seed": args.seed, "preset": preset, "overrides": overrides,
-              "phase_kimg": phase_kimg, "inception_weights": args.inception_weights, "work": str(out / d / v),
-              "fractions": [0.5, 1.0] if args.quick else list(EVAL_FRACTIONS)}
-             for d in datasets for v in variants]
+    specs = [
+        {
+            "variant": v,
+            "dataset": d,
+            "cache": str(caches[d]),
+            "resolution": res,
+            "budget": budget,
+            "samples": samples,
+            "threads": args.threads,
+            "seed": args.seed,
+            "preset": preset,
+            "overrides": overrides,
+            "phase_kimg": phase_kimg,
+            "inception_weights": args.inception_weights,
+            "work": str(out / d / v),
+            "fractions": [0.5, 1.0] if args.quick else list(EVAL_FRACTIONS),
+        }
+        for d in datasets
+        for v in variants
+    ]
     for spec in specs:
         if spec["variant"] == "dcgan":  # the flat DCGAN uses no preset: its results stay valid when the preset changes
             spec.update(preset=None, overrides={}, phase_kimg=None)
@@ -614,34 +717,53 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(lambda s: run_worker(s, in_process=False, fresh=args.fresh), specs))
     results: dict[str, dict[str, dict[str, Any]]] = {d: {} for d in datasets}
-    for spec, r in zip(specs, done):
+    for spec, r in zip(specs, done, strict=False):
         results[spec["dataset"]][spec["variant"]] = r
 
-    print(f"\n{'dataset':<8} {'variant':<12} {'swd':>7} {'swd@' + str(res):>8} {'swd@16':>7} {'ms-ssim':>8} "
-          f"{'kimg':>7} {'steps':>6} {'CPU-s':>6} {'wall-s':>7}  reached")
+    print(
+        f"\n{'dataset':<8} {'variant':<12} {'swd':>7} {'swd@' + str(res):>8} {'swd@16':>7} {'ms-ssim':>8} "
+        f"{'kimg':>7} {'steps':>6} {'CPU-s':>6} {'wall-s':>7}  reached"
+    )
     report: list[str] = []
     for d in datasets:
         print(f"{d:<8} {'real/real':<12} {floors[d]:>7.1f}")
         for v, r in results[d].items():
             last = r["points"][-1]
-            print(f"{d:<8} {v:<12} {last['swd']:>7.1f} {last.get(f'swd_{res}', float('nan')):>8.1f} "
-                  f"{last.get('swd_16', float('nan')):>7.1f} {r['ms_ssim']:>8.4f} {last['kimg']:>7.1f} {r['steps']:>6} "
-                  f"{r['cpu_s']:>6.0f} {r['wall_s']:>7.0f}  {r['final_resolution_reached']}² α={r['final_alpha']:g}")
+            print(
+                f"{d:<8} {v:<12} {last['swd']:>7.1f} {last.get(f'swd_{res}', float('nan')):>8.1f} "
+                f"{last.get('swd_16', float('nan')):>7.1f} {r['ms_ssim']:>8.4f} {last['kimg']:>7.1f} {r['steps']:>6} "
+                f"{r['cpu_s']:>6.0f} {r['wall_s']:>7.0f}  {r['final_resolution_reached']}² α={r['final_alpha']:g}"
+            )
         for v in ("progan", "dcgan-grown"):
             if v in results[d]:
-                ends = "; ".join(f"{e['resolution']}² @ {e['cpu_s']:.0f} CPU-s: "
-                                 + " ".join(f"{r}²={s:.1f}" for r, s in e["levels"].items()) for e in results[d][v]["stage_ends"])
+                ends = "; ".join(
+                    f"{e['resolution']}² @ {e['cpu_s']:.0f} CPU-s: " + " ".join(f"{r}²={s:.1f}" for r, s in e["levels"].items())
+                    for e in results[d][v]["stage_ends"]
+                )
                 print(f"         {v} stage ends: {ends}")
         report += verdicts(d, results[d], floors[d])
-        write_samples(d, real_images(caches[d], res, real_halves(len(MultiResDataset(caches[d])), samples)[0]),
-                      {v: np.load(Path(s["work"]) / "samples.npy") for s in specs if s["dataset"] == d for v in [s["variant"]]},
-                      out / f"samples-{d}.png")
+        write_samples(
+            d,
+            real_images(caches[d], res, real_halves(len(MultiResDataset(caches[d])), samples)[0]),
+            {v: np.load(Path(s["work"]) / "samples.npy") for s in specs if s["dataset"] == d for v in [s["variant"]]},
+            out / f"samples-{d}.png",
+        )
     print("\n" + "\n".join(report))
     plotted = write_plot(results, floors, out / "swd.png")
-    summary = {"resolution": res, "budget_cpu_s": budget, "samples": samples, "floors": floors, "results": results,
-               "verdicts": report, "overrides": overrides}
+    summary = {
+        "resolution": res,
+        "budget_cpu_s": budget,
+        "samples": samples,
+        "floors": floors,
+        "results": results,
+        "verdicts": report,
+        "overrides": overrides,
+    }
     (out / "quality.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nwrote {out / 'quality.json'}, {out}/samples-*.png" + (f", {out / 'swd.png'}" if plotted else " (no plot: matplotlib missing)"))
+    print(
+        f"\nwrote {out / 'quality.json'}, {out}/samples-*.png"
+        + (f", {out / 'swd.png'}" if plotted else " (no plot: matplotlib missing)")
+    )
     return summary
 
 

@@ -7,12 +7,13 @@ The shared small config: latent 128, feature maps min(2048 / 2^(log2 R − 1), 1
 64²), minibatch 16, WGAN-GP λ = 10 + drift 0.001, Adam(0.001, β = 0, 0.99, ε = 1e-8), G EMA β = 0.999,
 minibatch stddev (group 4), pixelwise norm, equalized learning rate, fade alpha 0.5.
 
-- **progrow**: the reference ProGAN (`progrow.adapters.progan` networks in `ProgressiveGenerator` /
-  `ProgressiveDiscriminator`), `pg.wgan_gp_d_loss` / `pg.wgan_g_loss`, `pg.EMA`, `pg.fade_reals`, with
-  the steps of the training script's `train_step`: fakes under `no_grad` (and G frozen) in the D step,
-  D frozen (`requires_grad_(False)`) in the G step, the training script's Adam (`make_adam`: PyTorch's
-  fused kernel) and `pg.EMA` (one `lerp` pass). Its non-finite-gradient check and logging are left out.
-- **plain**: a hand-written ProGAN of the same architecture and parameter count, in this file (its own
+- **progrow**: the training script's own run and step: `build_run` (the reference ProGAN networks in
+  `ProgressiveGenerator` / `ProgressiveDiscriminator`, `pg.EMA`, its Adam `make_adam`: PyTorch's fused
+  kernel) and `update`, the body of `train_step` once the minibatch is read: `pg.fade_reals`, fakes under
+  `no_grad` (and G frozen) in the D step, D frozen (`requires_grad_(False)`) in the G step, the
+  non-finite-gradient check, `pg.wgan_gp_d_loss` / `pg.wgan_g_loss`, `pg.EMA` (one `lerp` pass). The
+  reals come from the pool below, not the run's sampler; the wrappers are set to the stage's state.
+- **plain**: a hand-written ProGAN of the same architecture and parameter count, in `plain_progan.py` (its own
   equalized conv / linear, pixel norm, minibatch stddev, toRGB / fromRGB and fade), trained the
   straightforward way: the fakes of the D step are made with the generator graph recorded (then
   `.detach()`ed, as in the PyTorch DCGAN tutorial and pro-gan-pth), and the G step backpropagates into
@@ -35,218 +36,94 @@ pro-gan-pth` folder to the import path.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import progrow as pg
-from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator
-from progrow.adapters.progan.networks import feature_maps
-from progrow.adapters.progan.train import make_adam
+from progrow.adapters.progan.distributed import DistInfo
+from progrow.adapters.progan.options import Options
+from progrow.adapters.progan.step import update
+from progrow.adapters.progan.train import build_parser, build_run, resolve_options
+from progrow.data import MultiResDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import current_rss_mib, fmt_ratio, interleave, machine_header, peak_rss_mib, peak_rss_subprocess, summary  # noqa: E402
+from plain_progan import (  # noqa: E402
+    ALPHA,
+    BATCH,
+    BETAS,
+    DRIFT,
+    EMA_BETA,
+    EPS,
+    FMAP_BASE,
+    FMAP_MAX,
+    GP,
+    LATENT,
+    LR,
+    TOP,
+    PlainLoop,
+    nf,
+)
 
-LATENT, FMAP_BASE, FMAP_MAX, BATCH, TOP = 128, 2048, 128, 16, 64
-GP, DRIFT, LR, BETAS, EPS, EMA_BETA, ALPHA = 10.0, 1e-3, 1e-3, (0.0, 0.99), 1e-8, 0.999, 0.5
 STAGES = [(4, 1.0)] + [(r, a) for r in (8, 16, 32, 64) for a in (ALPHA, 1.0)]
 
 
-def nf(r: int) -> int:
-    return feature_maps(r, fmap_base=FMAP_BASE, fmap_max=FMAP_MAX)
-
-
 # ------------------------------------------------------------------------------------------- progrow
+def progrow_options(seed: int, work: Path) -> Options:
+    """The training script's options for the shared config (a tiny synthetic cache stands in for the data)."""
+    cache = work / "cache"
+    if not (cache / "meta.json").is_file():
+        pg.build_cache("synthetic:0:8", cache, resolution=4)  # the sampler is built, never read: the reals are the pool's
+    args = build_parser().parse_args(["--data", str(cache), "--out", str(work / "run"), "--device", "cpu", "--seed", str(seed)])
+    opts = resolve_options(args, DistInfo())
+    schedule = opts.preset.schedule.replace(final_resolution=TOP, batch_size=BATCH, batch_size_per_res={}, lr=LR, lr_per_res={})
+    opts.preset = replace(
+        opts.preset,
+        resolution=TOP,
+        schedule=schedule,
+        latent_dim=LATENT,
+        fmap_base=FMAP_BASE,
+        fmap_max=FMAP_MAX,
+        mbstd_group_size=4,
+        adam_betas=BETAS,
+        adam_eps=EPS,
+        loss="wgan-gp",
+        gp_weight=GP,
+        drift_weight=DRIFT,
+        ema_beta=EMA_BETA,
+    )
+    return opts
+
+
 class ProgrowLoop:
-    """The reference ProGAN with progrow's wrappers, losses and EMA; the efficient D and G steps."""
+    """The training script's own run (`build_run`) and step (`update`: `train_step` after reading the minibatch)."""
 
     def __init__(self, resolution: int, alpha: float, *, wrappers: bool = True, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        kw = dict(resolution=TOP, fmap_base=FMAP_BASE, fmap_max=FMAP_MAX)
-        self.G = pg.ProgressiveGenerator(ProGANGenerator(latent_dim=LATENT, **kw))
-        self.D = pg.ProgressiveDiscriminator(ProGANDiscriminator(**kw))
-        self.ema = pg.EMA(self.G, beta=EMA_BETA)
-        self.opt_g = make_adam(self.G.parameters(), lr=LR, betas=BETAS, eps=EPS)  # the training script's Adam (fused)
-        self.opt_d = make_adam(self.D.parameters(), lr=LR, betas=BETAS, eps=EPS)
-        self.state = pg.GrowthState(resolution, alpha=alpha)
-        if wrappers:
-            self.generate = lambda z: self.G(z, self.state)
-            self.critic = lambda x: self.D(x, self.state)
-        else:  # the same modules, called directly (stable 4² only: features + toRGB, fromRGB + head)
+        self._work = tempfile.TemporaryDirectory(prefix="progrow-bench-")
+        self.run = build_run(progrow_options(seed, Path(self._work.name)), MultiResDataset(Path(self._work.name) / "cache"))
+        self.state = pg.GrowthState(resolution, alpha=alpha, batch_size=BATCH, lr=LR)
+        for module in (self.run.G, self.run.D, self.run.ema.module):
+            module.set_state(self.state)
+        if not wrappers:  # the same modules, called directly (stable 4² only: features + toRGB, fromRGB + head)
             if (resolution, alpha) != (4, 1.0):
                 raise ValueError("the no-wrapper loop exists for the stable 4² stage only")
-            to_rgb, from_rgb = self.G.to_rgb["4"], self.D.from_rgb["4"]
-            self.generate = lambda z: to_rgb(next(self.G.net.features(z, until=4))[1])
-            self.critic = lambda x: self.D.net.head(from_rgb(x))
+            G, D = self.run.G, self.run.D
+            to_rgb, from_rgb = G.to_rgb["4"], D.from_rgb["4"]
+            self.run.G_forward = lambda z: to_rgb(next(G.net.features(z, until=4))[1])
+            self.run.D_forward = lambda x: D.net.head(from_rgb(x))
 
     def step(self, reals: torch.Tensor) -> None:
-        reals = pg.fade_reals(reals, self.state)
-        self.G.requires_grad_(False)  # D step: no generator graph, no generator gradients
-        with torch.no_grad():
-            fakes = self.generate(torch.randn(BATCH, LATENT))
-        d_loss = pg.wgan_gp_d_loss(self.critic, reals, fakes, gp_weight=GP, drift_weight=DRIFT).loss
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
-        self.G.requires_grad_(True)
-        self.D.requires_grad_(False)  # G step: no discriminator weight gradients
-        g_loss = pg.wgan_g_loss(self.critic(self.generate(torch.randn(BATCH, LATENT)))).loss
-        self.opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
-        self.ema.update(self.G)
+        update(self.run, self.state, reals)
 
     def num_params(self) -> tuple[int, int]:
-        return sum(p.numel() for p in self.G.parameters()), sum(p.numel() for p in self.D.parameters())
-
-
-# --------------------------------------------------------------------------------------------- plain
-class EqConv2d(nn.Module):
-    def __init__(self, c_in: int, c_out: int, k: int, gain: float = math.sqrt(2)) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(c_out, c_in, k, k))
-        self.bias = nn.Parameter(torch.zeros(c_out))
-        self.scale = gain / math.sqrt(c_in * k * k)
-        self.pad = k // 2
-
-    def forward(self, x):
-        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
-
-
-class EqLinear(nn.Module):
-    def __init__(self, c_in: int, c_out: int, gain: float = math.sqrt(2)) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(c_out, c_in))
-        self.bias = nn.Parameter(torch.zeros(c_out))
-        self.scale = gain / math.sqrt(c_in)
-
-    def forward(self, x):
-        return F.linear(x, self.weight * self.scale, self.bias)
-
-
-def pixel_norm(x):
-    return x / torch.sqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
-
-
-def minibatch_stddev(x, group: int = 4):
-    n, c, h, w = x.shape
-    g = min(group, n)
-    y = x.reshape(g, -1, c, h, w)  # sample n in group n mod M, as the official code
-    y = torch.sqrt((y - y.mean(dim=0)).pow(2).mean(dim=0) + 1e-8)  # [M, C, H, W]
-    y = y.mean(dim=[1, 2, 3]).repeat(g)  # [N]
-    return torch.cat([x, y.view(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
-
-
-class PlainGenerator(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.res = [2**k for k in range(2, int(math.log2(TOP)) + 1)]
-        self.dense = EqLinear(LATENT, nf(4) * 16, gain=math.sqrt(2) / 4)
-        self.conv4 = EqConv2d(nf(4), nf(4), 3)
-        self.convs = nn.ModuleList(
-            nn.ModuleList([EqConv2d(nf(r // 2), nf(r), 3), EqConv2d(nf(r), nf(r), 3)]) for r in self.res[1:]
-        )
-        self.to_rgb = nn.ModuleList(EqConv2d(nf(r), 3, 1, gain=1.0) for r in self.res)
-
-    def forward(self, z, resolution: int, alpha: float):
-        x = self.dense(pixel_norm(z)).view(-1, nf(4), 4, 4)
-        x = pixel_norm(F.leaky_relu(x, 0.2))
-        x = pixel_norm(F.leaky_relu(self.conv4(x), 0.2))
-        stage = int(math.log2(resolution)) - 2
-        prev = x
-        for conv1, conv2 in self.convs[:stage]:
-            prev = x
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = pixel_norm(F.leaky_relu(conv1(x), 0.2))
-            x = pixel_norm(F.leaky_relu(conv2(x), 0.2))
-        image = self.to_rgb[stage](x)
-        if alpha < 1.0:
-            old = F.interpolate(self.to_rgb[stage - 1](prev), scale_factor=2, mode="nearest")
-            image = alpha * image + (1 - alpha) * old
-        return image
-
-
-class PlainDiscriminator(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.res = [2**k for k in range(2, int(math.log2(TOP)) + 1)]
-        self.from_rgb = nn.ModuleList(EqConv2d(3, nf(r), 1) for r in self.res)
-        self.convs = nn.ModuleList(
-            nn.ModuleList([EqConv2d(nf(r), nf(r), 3), EqConv2d(nf(r), nf(r // 2), 3)]) for r in self.res[1:]
-        )
-        self.conv4 = EqConv2d(nf(4) + 1, nf(4), 3)
-        self.fc1 = EqLinear(nf(4) * 16, nf(2))
-        self.fc2 = EqLinear(nf(2), 1, gain=1.0)
-
-    def block(self, stage: int, x):
-        conv1, conv2 = self.convs[stage - 1]
-        x = F.leaky_relu(conv1(x), 0.2)
-        return F.avg_pool2d(F.leaky_relu(conv2(x), 0.2), 2)
-
-    def forward(self, images, resolution: int, alpha: float):
-        stage = int(math.log2(resolution)) - 2
-        x = F.leaky_relu(self.from_rgb[stage](images), 0.2)
-        if alpha < 1.0:
-            x = self.block(stage, x)
-            stage -= 1
-            old = F.leaky_relu(self.from_rgb[stage](F.avg_pool2d(images, 2)), 0.2)
-            x = alpha * x + (1 - alpha) * old
-        for s in range(stage, 0, -1):
-            x = self.block(s, x)
-        x = F.leaky_relu(self.conv4(minibatch_stddev(x)), 0.2)
-        x = F.leaky_relu(self.fc1(x.flatten(1)), 0.2)
-        return self.fc2(x)
-
-
-class PlainLoop:
-    """The plain ProGAN, trained the straightforward way (G graph kept in the D step, D weight grads in the G step)."""
-
-    def __init__(self, resolution: int, alpha: float, *, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        self.G, self.D = PlainGenerator(), PlainDiscriminator()
-        self.G_ema = copy.deepcopy(self.G)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=LR, betas=BETAS, eps=EPS)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=LR, betas=BETAS, eps=EPS)
-        self.res, self.alpha = resolution, alpha
-
-    def step(self, reals: torch.Tensor) -> None:
-        res, alpha = self.res, self.alpha
-        if alpha < 1.0:
-            reals = alpha * reals + (1 - alpha) * F.interpolate(F.avg_pool2d(reals, 2), scale_factor=2, mode="nearest")
-        # D step
-        fakes = self.G(torch.randn(BATCH, LATENT), res, alpha)
-        real_scores = self.D(reals, res, alpha)
-        fake_scores = self.D(fakes.detach(), res, alpha)
-        eps = torch.rand(BATCH, 1, 1, 1)
-        mixed = (eps * reals + (1 - eps) * fakes.detach()).requires_grad_(True)
-        mixed_scores = self.D(mixed, res, alpha)
-        grad = torch.autograd.grad(mixed_scores, mixed, grad_outputs=torch.ones_like(mixed_scores), create_graph=True)[0]
-        gp = ((grad.view(BATCH, -1).norm(2, dim=1) - 1) ** 2).mean()
-        d_loss = fake_scores.mean() - real_scores.mean() + GP * gp + DRIFT * (real_scores**2).mean()
-        self.opt_d.zero_grad()
-        d_loss.backward()
-        self.opt_d.step()
-        # G step
-        fakes = self.G(torch.randn(BATCH, LATENT), res, alpha)
-        g_loss = -self.D(fakes, res, alpha).mean()
-        self.opt_g.zero_grad()
-        g_loss.backward()
-        self.opt_g.step()
-        # EMA
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(EMA_BETA * p_ema + (1 - EMA_BETA) * p)
-
-    def num_params(self) -> tuple[int, int]:
-        return sum(p.numel() for p in self.G.parameters()), sum(p.numel() for p in self.D.parameters())
+        return sum(p.numel() for p in self.run.G.parameters()), sum(p.numel() for p in self.run.D.parameters())
 
 
 # ------------------------------------------------------------------------------------------- drivers
@@ -304,9 +181,11 @@ def probe_pro_gan_pth(anchor_path: str | None) -> str:
             ver = "?"
         import pro_gan_pytorch.networks as pgn  # noqa: F401
     except ImportError:
-        return ("pro-gan-pth: not installed, so not in the table. To probe it without touching torch: "
-                "`pip install --no-deps --target /tmp/pgpth pro-gan-pth==3.4` and `--anchor-path /tmp/pgpth` "
-                "(its requirements pin torch==1.10.0, numpy==1.21.4, tensorboard, opencv: never install them here).")
+        return (
+            "pro-gan-pth: not installed, so not in the table. To probe it without touching torch: "
+            "`pip install --no-deps --target /tmp/pgpth pro-gan-pth==3.4` and `--anchor-path /tmp/pgpth` "
+            "(its requirements pin torch==1.10.0, numpy==1.21.4, tensorboard, opencv: never install them here)."
+        )
     problems = []
     try:
         import pro_gan_pytorch.gan  # noqa: F401
@@ -316,14 +195,25 @@ def probe_pro_gan_pth(anchor_path: str | None) -> str:
         G = pgn.Generator(depth=int(math.log2(TOP)), latent_size=LATENT)
         G(torch.randn(BATCH, LATENT), 2, 1.0)
     except Exception as exc:  # noqa: BLE001
-        why = (" (EqualizedConvTranspose2d.forward calls the private torch method `_ConvTransposeNd._output_padding` "
-               "without the `num_spatial_dims` argument newer torch requires)") if "num_spatial_dims" in str(exc) else ""
+        why = (
+            (
+                " (EqualizedConvTranspose2d.forward calls the private torch method `_ConvTransposeNd._output_padding` "
+                "without the `num_spatial_dims` argument newer torch requires)"
+            )
+            if "num_spatial_dims" in str(exc)
+            else ""
+        )
         problems.append(f"its Generator fails at the first forward: {type(exc).__name__}: {exc}{why}")
     if problems:
-        return (f"pro-gan-pth {ver}: cannot run with torch {torch.__version__}, so not in the table; "
-                + "; ".join(problems) + ". It pins torch==1.10.0.")
-    return (f"pro-gan-pth {ver}: runs with torch {torch.__version__}, but is not wired into this table yet "
-            "(this benchmark was written while it could not run).")
+        return (
+            f"pro-gan-pth {ver}: cannot run with torch {torch.__version__}, so not in the table; "
+            + "; ".join(problems)
+            + ". It pins torch==1.10.0."
+        )
+    return (
+        f"pro-gan-pth {ver}: runs with torch {torch.__version__}, but is not wired into this table yet "
+        "(this benchmark was written while it could not run)."
+    )
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -349,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     g_p, d_p = ProgrowLoop(4, 1.0).num_params()
     g_b, d_b = PlainLoop(4, 1.0).num_params()
     same = "equal" if (g_p, d_p) == (g_b, d_b) else "DIFFERENT"
-    print(f"# config: latent {LATENT}, fmaps {', '.join(f'{r}²:{nf(r)}' for r in (4, 8, 16, 32, 64))}, batch {BATCH}, "
-          f"WGAN-GP λ {GP:g} + drift {DRIFT:g}, Adam {LR:g} β {BETAS}, EMA {EMA_BETA}; parameters G {g_p:,} / D {d_p:,} "
-          f"(plain: {g_b:,} / {d_b:,}, {same}); {rounds} interleaved rounds per stage", flush=True)
+    print(
+        f"# config: latent {LATENT}, fmaps {', '.join(f'{r}²:{nf(r)}' for r in (4, 8, 16, 32, 64))}, batch {BATCH}, "
+        f"WGAN-GP λ {GP:g} + drift {DRIFT:g}, Adam {LR:g} β {BETAS}, EMA {EMA_BETA}; parameters G {g_p:,} / D {d_p:,} "
+        f"(plain: {g_b:,} / {d_b:,}, {same}); {rounds} interleaved rounds per stage",
+        flush=True,
+    )
     anchor = probe_pro_gan_pth(args.anchor_path)
 
     # Wrapper overhead at 4²: same modules, same loop, wrappers vs direct calls.
@@ -359,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = reals_pool(4)
     wsteps = 10 if args.quick else 20
     t = interleave({k: block_of(v, pool, wsteps) for k, v in loops.items()}, rounds=rounds * 2, warmup=1)
-    overhead = [a / b - 1 for a, b in zip(t["progrow"], t["nowrap"])]
+    overhead = [a / b - 1 for a, b in zip(t["progrow"], t["nowrap"], strict=True)]
     print(f"  4² wrapper overhead: {fmt_ratio([100 * o for o in overhead], '+.1f', ' %')}", file=sys.stderr, flush=True)
 
     rows = []
@@ -372,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = max(1, min(20, round((0.5 if args.quick else 1.0) / max(per_step, 1e-3))))
         t = interleave({k: block_of(v, pool, steps) for k, v in loops.items()}, rounds=rounds, warmup=1)
         ips = {k: [steps * BATCH / s for s in v] for k, v in t.items()}
-        speedup = [b / a for a, b in zip(t["progrow"], t["plain"])]
+        speedup = [b / a for a, b in zip(t["progrow"], t["plain"], strict=True)]
         rows.append(dict(stage=stage_label(res, alpha), steps=steps, ips=ips, speedup=speedup))
         print(f"  {stage_label(res, alpha)}: {steps} steps/block, speedup {fmt_ratio(speedup)}", file=sys.stderr, flush=True)
 
@@ -381,61 +274,87 @@ def main(argv: list[str] | None = None) -> int:
         rss_steps = "2" if args.quick else "3"
         for res, alpha in STAGES:
             for variant in ("plain", "progrow"):
-                rss[(res, alpha, variant)] = peak_rss_subprocess(__file__, ["--_rss", variant, str(res), str(alpha), rss_steps]
-                                                                 + (["--threads", str(args.threads)] if args.threads else []))
+                rss[(res, alpha, variant)] = peak_rss_subprocess(
+                    __file__,
+                    ["--_rss", variant, str(res), str(alpha), rss_steps]
+                    + (["--threads", str(args.threads)] if args.threads else []),
+                )
             print(f"  RSS {stage_label(res, alpha)} done", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------------------------------ table
     print()
-    head = (f"{'stage':<11} | {'progrow img/s':>13} | {'plain img/s':>11} | {'speedup progrow/plain':>24} | "
-            f"{'peak RSS progrow':>16} | {'peak RSS plain':>14} | {'RSS ratio':>9} | {'step rise progrow/plain':>23}")
+    head = (
+        f"{'stage':<11} | {'progrow img/s':>13} | {'plain img/s':>11} | {'speedup progrow/plain':>24} | "
+        f"{'peak RSS progrow':>16} | {'peak RSS plain':>14} | {'RSS ratio':>9} | {'step rise progrow/plain':>23}"
+    )
     print(head)
     print("|".join("-" * len(c) for c in head.split("|")))
     speed_ok, rss_ok = [], []
-    for (res, alpha), row in zip(STAGES, rows):
+    for (res, alpha), row in zip(STAGES, rows, strict=True):
         speed_ok.append(summary(row["speedup"])[0] >= 1.05)
-        cells = [f"{row['stage']:<11}", f"{summary(row['ips']['progrow'])[0]:>13.1f}",
-                 f"{summary(row['ips']['plain'])[0]:>11.1f}", f"{fmt_ratio(row['speedup']):>24}"]
+        cells = [
+            f"{row['stage']:<11}",
+            f"{summary(row['ips']['progrow'])[0]:>13.1f}",
+            f"{summary(row['ips']['plain'])[0]:>11.1f}",
+            f"{fmt_ratio(row['speedup']):>24}",
+        ]
         if rss:
             a, b = rss[(res, alpha, "progrow")], rss[(res, alpha, "plain")]
             rss_ok.append(a["peak_mib"] <= 1.05 * b["peak_mib"])
             rise = f"{a['peak_mib'] - a['built_mib']:.0f} / {b['peak_mib'] - b['built_mib']:.0f} MiB"
-            cells += [f"{a['peak_mib']:>12.0f} MiB", f"{b['peak_mib']:>10.0f} MiB",
-                      f"{a['peak_mib'] / b['peak_mib']:>8.3f}×", f"{rise:>23}"]
+            cells += [
+                f"{a['peak_mib']:>12.0f} MiB",
+                f"{b['peak_mib']:>10.0f} MiB",
+                f"{a['peak_mib'] / b['peak_mib']:>8.3f}×",
+                f"{rise:>23}",
+            ]
         else:
             cells += [f"{'-':>16}", f"{'-':>14}", f"{'-':>9}", f"{'-':>23}"]
         print(" | ".join(cells))
-    print(f"\nimg/s: medians over rounds (one D step + one G step + EMA = {BATCH} images). Speedup: plain time / "
-          "progrow time within each round, median (min–max). Peak RSS: VmHWM of a fresh process per cell "
-          "(imports, models, optimizers, 3 iterations); step rise: peak minus the RSS after building the models.")
-    print(f"4² wrapper overhead (progrow wrappers vs the same loop calling net.features + toRGB / fromRGB + "
-          f"net.head directly; {wsteps} steps per block, {2 * rounds} rounds): {fmt_ratio([100 * o for o in overhead], '+.1f', ' %')}")
+    print(
+        f"\nimg/s: medians over rounds (one D step + one G step + EMA = {BATCH} images). Speedup: plain time / "
+        "progrow time within each round, median (min–max). Peak RSS: VmHWM of a fresh process per cell "
+        "(imports, models, optimizers, 3 iterations); step rise: peak minus the RSS after building the models."
+    )
+    print(
+        f"4² wrapper overhead (progrow wrappers vs the same loop calling net.features + toRGB / fromRGB + "
+        f"net.head directly; {wsteps} steps per block, {2 * rounds} rounds): "
+        f"{fmt_ratio([100 * o for o in overhead], '+.1f', ' %')}"
+    )
 
     # -------------------------------------------------------------------------------------- verdicts
     print("\nTargets:")
-    slow = [row["stage"] for row, ok in zip(rows, speed_ok) if not ok]
+    slow = [row["stage"] for row, ok in zip(rows, speed_ok, strict=True) if not ok]
     med = [summary(r["speedup"])[0] for r in rows]
     if not slow:
-        print(f"  progrow ≥ 1.05× plain img/s at every stage: MET (medians {min(med):.2f}×–{max(med):.2f}×): "
-              "no generator graph in the D step and no discriminator weight gradients in the G step (the bulk "
-              "from 16² up), fused Adam and a one-pass EMA (the bulk at 4²–8², where an iteration is tens of ms).")
+        print(
+            f"  progrow ≥ 1.05× plain img/s at every stage: MET (medians {min(med):.2f}×–{max(med):.2f}×): "
+            "no generator graph in the D step and no discriminator weight gradients in the G step (the bulk "
+            "from 16² up), fused Adam and a one-pass EMA (the bulk at 4²–8², where an iteration is tens of ms)."
+        )
     else:
-        print(f"  progrow ≥ 1.05× plain img/s at every stage: NOT MET at {', '.join(slow)} "
-              f"(medians {min(med):.2f}×–{max(med):.2f}×). The D step (three D forwards and the GP double "
-              "backward) is the same work in both and most of an iteration; what progrow saves is the "
-              "generator's graph in the D step, the discriminator's weight gradients in the G step, and, "
-              f"what weighs at 4² (a {1000 * BATCH / summary(rows[0]['ips']['plain'])[0]:.0f} ms iteration), "
-              "per-weight optimizer and EMA loops (fused Adam, one lerp pass).")
+        print(
+            f"  progrow ≥ 1.05× plain img/s at every stage: NOT MET at {', '.join(slow)} "
+            f"(medians {min(med):.2f}×–{max(med):.2f}×). The D step (three D forwards and the GP double "
+            "backward) is the same work in both and most of an iteration; what progrow saves is the "
+            "generator's graph in the D step, the discriminator's weight gradients in the G step, and, "
+            f"what weighs at 4² (a {1000 * BATCH / summary(rows[0]['ips']['plain'])[0]:.0f} ms iteration), "
+            "per-weight optimizer and EMA loops (fused Adam, one lerp pass)."
+        )
     noisy = [row["stage"] for row in rows if max(row["speedup"]) / min(row["speedup"]) > 1.3]
     if noisy:
-        print(f"  (noise: the speedup's min–max spans more than 30 % at {', '.join(noisy)}: the machine was busy "
-              "during those rounds; the medians there are less certain)")
+        print(
+            f"  (noise: the speedup's min–max spans more than 30 % at {', '.join(noisy)}: the machine was busy "
+            "during those rounds; the medians there are less certain)"
+        )
     med_o = summary(overhead)[0]
     verdict = "MET" if med_o <= 0.03 else "NOT MET"
-    print(f"  wrapper overhead at 4² ≤ 3 %: {verdict} (median {100 * med_o:+.1f} %; the wrappers add a few "
-          "Python calls, a shape check and, per fade, a lerp; 4² is where that weighs most).")
+    print(
+        f"  wrapper overhead at 4² ≤ 3 %: {verdict} (median {100 * med_o:+.1f} %; the wrappers add a few "
+        "Python calls, a shape check and, per fade, a lerp; 4² is where that weighs most)."
+    )
     if rss:
-        bad = [row["stage"] for row, ok in zip(rows, rss_ok) if not ok]
+        bad = [row["stage"] for row, ok in zip(rows, rss_ok, strict=True) if not ok]
         verdict = "MET at every stage" if not bad else f"NOT MET at {', '.join(bad)}"
         print(f"  peak RSS ≤ plain + 5 %: {verdict}.")
     else:

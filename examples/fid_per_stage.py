@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 
 import progrow as pg
-from minimal_loop import TinyDiscriminator, TinyGenerator  # the tiny protocol networks of the minimal example
+from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator
+
+Z_DIM = 32
+NETS = dict(resolution=16, fmap_base=128, fmap_max=32)  # the reference ProGAN, small: 32 → 16 feature maps
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -34,10 +37,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dataset = pg.MultiResDataset(data)
     sampler = pg.ImageSampler(dataset, seed=0, mirror=True)
 
-    config = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=args.kimg, stable_kimg=args.kimg,
-                               batch_size=16, lr=2e-3)
+    config = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=args.kimg, stable_kimg=args.kimg, batch_size=16, lr=2e-3
+    )
     scheduler = pg.ProgressiveScheduler(config)
-    G, D = pg.ProgressiveGenerator(TinyGenerator()), pg.ProgressiveDiscriminator(TinyDiscriminator())
+    G = pg.ProgressiveGenerator(ProGANGenerator(latent_dim=Z_DIM, **NETS))
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(**NETS))
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
     ema = pg.EMA(G, beta=0.99)
@@ -49,13 +54,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         images, _ = sampler.next_batch(state.resolution, state.batch_size)
         reals = pg.fade_reals(pg.to_float(images), state)
         with torch.no_grad():
-            fakes = G(torch.randn(state.batch_size, 32))
+            fakes = G(torch.randn(state.batch_size, Z_DIM))
         d_loss = pg.wgan_gp_d_loss(D, reals, fakes).loss
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         D.requires_grad_(False)
-        g_loss = pg.wgan_g_loss(D(G(torch.randn(state.batch_size, 32)))).loss
+        g_loss = pg.wgan_g_loss(D(G(torch.randn(state.batch_size, Z_DIM)))).loss
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -64,11 +69,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         new = scheduler.advance(state.batch_size)
 
         if new.stage != state.stage or scheduler.done:  # a stage just ended: score it at its resolution
-            scores = pg.evaluate(["fid", "swd"], ema.module, state, dataset, num_samples=args.samples,
-                                 weights_path=args.inception_weights, latent_dim=32)
+            scores = pg.evaluate(
+                ["fid", "swd"],
+                ema.module,
+                state,
+                dataset,
+                num_samples=args.samples,
+                weights_path=args.inception_weights,
+                latent_dim=Z_DIM,
+            )
             results.append({"kimg": new.kimg, "resolution": state.resolution, "fid": scores["fid"], "swd": scores["swd"]})
-            print(f"stage {state.stage} ({state.resolution}²) ended at {new.kimg:.2f} kimg: "
-                  f"FID {scores['fid']:.2f}, SWD {scores['swd']:.2f}")
+            print(
+                f"stage {state.stage} ({state.resolution}²) ended at {new.kimg:.2f} kimg: "
+                f"FID {scores['fid']:.2f}, SWD {scores['swd']:.2f}"
+            )
     print("results:", json.dumps(results))
     return results
 

@@ -51,8 +51,10 @@ class GAN(L.LightningModule):
         self.steps_run = 0
 
     def configure_optimizers(self):
-        return [torch.optim.Adam(self.G.parameters(), betas=(0.0, 0.99)),
-                torch.optim.Adam(self.D.parameters(), betas=(0.0, 0.99))]
+        return [
+            torch.optim.Adam(self.G.parameters(), betas=(0.0, 0.99)),
+            torch.optim.Adam(self.D.parameters(), betas=(0.0, 0.99)),
+        ]
 
     def on_growth_phase(self, state: pg.GrowthState) -> None:  # called by the callback at every new phase
         print(f"phase: {state.resolution}² {state.phase} at {state.kimg:.3f} kimg")
@@ -83,17 +85,33 @@ def main(argv: list[str] | None = None) -> dict:
     L.seed_everything(0, verbose=False)
 
     phase_kimg = args.steps * args.batch / 5 / 1000
-    config = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=phase_kimg, stable_kimg=phase_kimg,
-                               batch_size=args.batch, lr=2e-3, reset_optimizers="stage")
+    config = pg.ScheduleConfig(
+        start_resolution=4,
+        final_resolution=16,
+        fade_kimg=phase_kimg,
+        stable_kimg=phase_kimg,
+        batch_size=args.batch,
+        lr=2e-3,
+        reset_optimizers="stage",
+    )
     growth = ProgressiveCallback(pg.ProgressiveScheduler(config))
     shapes = pg.SyntheticShapes(seed=0, num_images=64)
     data = pg.to_float(torch.from_numpy(np.stack([shapes.render(i, 16) for i in range(64)])))
     loader = DataLoader(data, batch_size=growth.max_batch_size, shuffle=True, drop_last=True)
 
     out = Path(args.out) if args.out else None
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, callbacks=[growth], logger=out is not None,
-                        default_root_dir=out, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, log_every_n_steps=1)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=-1,
+        callbacks=[growth],
+        logger=out is not None,
+        default_root_dir=out,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
     ckpt = out / "last.ckpt" if out else None
     module = GAN(growth)
     trainer.fit(module, loader, ckpt_path=str(ckpt) if args.resume and ckpt and ckpt.exists() else None)
@@ -103,10 +121,15 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         samples = module.G(torch.randn(4, 32))
     state = growth.state
-    summary = {"resolution": state.resolution, "nimg": growth.scheduler.nimg, "done": growth.scheduler.done,
-               "sample_shape": list(samples.shape), "finite": bool(torch.isfinite(samples).all()),
-               "steps_this_run": module.steps_run, "logged": {k: float(v) for k, v in trainer.callback_metrics.items()
-                                                               if k.startswith("growth/")}}
+    summary = {
+        "resolution": state.resolution,
+        "nimg": growth.scheduler.nimg,
+        "done": growth.scheduler.done,
+        "sample_shape": list(samples.shape),
+        "finite": bool(torch.isfinite(samples).all()),
+        "steps_this_run": module.steps_run,
+        "logged": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("growth/")},
+    }
     print("summary:", json.dumps(summary))
     return summary
 

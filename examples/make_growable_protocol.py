@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -28,8 +28,9 @@ class Generator(nn.Module):
         super().__init__()
         self.width = width
         self.stem = nn.Sequential(nn.Linear(z_dim, width * 16), nn.Unflatten(1, (width, 4, 4)), nn.LeakyReLU(0.2))
-        self.blocks = nn.ModuleDict({str(r): nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2))
-                                     for r in self.resolutions[1:]})
+        self.blocks = nn.ModuleDict(
+            {str(r): nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2)) for r in self.resolutions[1:]}
+        )
 
     def channels(self, resolution: int) -> int:
         return self.width
@@ -52,8 +53,12 @@ class Discriminator(nn.Module):
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         self.width = width
-        self.blocks = nn.ModuleDict({str(r): nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
-                                                           nn.AvgPool2d(2)) for r in self.resolutions[1:]})
+        self.blocks = nn.ModuleDict(
+            {
+                str(r): nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2))
+                for r in self.resolutions[1:]
+            }
+        )
         self.score = nn.Sequential(nn.Flatten(), nn.Linear(width * 16, 1))
 
     def channels(self, resolution: int) -> int:
@@ -81,8 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
 
     phase_kimg = args.steps * args.batch / 5 / 1000  # 4² stable, then fade + stable at 8² and 16²
-    config = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=phase_kimg, stable_kimg=phase_kimg,
-                               batch_size=args.batch, lr=2e-3)
+    config = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=phase_kimg, stable_kimg=phase_kimg, batch_size=args.batch, lr=2e-3
+    )
     scheduler = pg.ProgressiveScheduler(config)
     G, D = pg.ProgressiveGenerator(Generator()), pg.ProgressiveDiscriminator(Discriminator())
     opt_g = torch.optim.Adam(G.parameters(), betas=(0.0, 0.99))
@@ -110,8 +116,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     with torch.no_grad():
         samples = G(torch.randn(4, 32))
-    summary = {"resolution": scheduler.state.resolution, "phases": visited, "sample_shape": list(samples.shape),
-               "finite": bool(torch.isfinite(samples).all()), "d_loss": round(d_loss.item(), 4)}
+    summary = {
+        "resolution": scheduler.state.resolution,
+        "phases": visited,
+        "sample_shape": list(samples.shape),
+        "finite": bool(torch.isfinite(samples).all()),
+        "d_loss": round(d_loss.item(), 4),
+    }
     print("summary:", json.dumps(summary))
     return summary
 

@@ -80,11 +80,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --- the part that makes the tutorial's networks growable --------------------------------------
     netG, netD = Generator(args.nz, args.ngf), Discriminator(args.ndf)
-    G = pg.ProgressiveGenerator(growable_generator(netG.main))       # toRGB per resolution, 4² … 64²
+    G = pg.ProgressiveGenerator(growable_generator(netG.main))  # toRGB per resolution, 4² … 64²
     D = pg.ProgressiveDiscriminator(growable_discriminator(netD.main))  # fromRGB per resolution, keeps the Sigmoid
-    phase_kimg = args.steps * args.batch / 9 / 1000                 # 4² stable, then fade + stable per stage
-    scheduler = pg.ProgressiveScheduler(pg.ScheduleConfig(start_resolution=4, final_resolution=64, fade_kimg=phase_kimg,
-                                                          stable_kimg=phase_kimg, batch_size=args.batch, lr=2e-4))
+    phase_kimg = args.steps * args.batch / 9 / 1000  # 4² stable, then fade + stable per stage
+    scheduler = pg.ProgressiveScheduler(
+        pg.ScheduleConfig(
+            start_resolution=4, final_resolution=64, fade_kimg=phase_kimg, stable_kimg=phase_kimg, batch_size=args.batch, lr=2e-4
+        )
+    )
     optimizerG = torch.optim.Adam(G.parameters(), betas=(0.5, 0.999))  # the tutorial's Adam (lr from the schedule)
     optimizerD = torch.optim.Adam(D.parameters(), betas=(0.5, 0.999))
     pg.bind(scheduler, G, D, optimizerG, optimizerD)
@@ -114,9 +117,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     with torch.no_grad():
         samples = G.eval()(torch.randn(4, args.nz))
-    summary = {"resolution": scheduler.state.resolution, "phases": visited, "sample_shape": list(samples.shape),
-               "finite": bool(torch.isfinite(samples).all()), "dropped": list(G.net.dropped + D.net.dropped),
-               "errD": round(errD.item(), 4)}
+    summary = {
+        "resolution": scheduler.state.resolution,
+        "phases": visited,
+        "sample_shape": list(samples.shape),
+        "finite": bool(torch.isfinite(samples).all()),
+        "dropped": list(G.net.dropped + D.net.dropped),
+        "errD": round(errD.item(), 4),
+    }
     print("summary:", json.dumps(summary))
     return summary
 

@@ -7,10 +7,11 @@ else is progrow's public API. Run:  python examples/minimal_loop.py [--kimg 2.0]
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,10 @@ class TinyGenerator(nn.Module):
         self.dense = pg.EqualizedLinear(z_dim, width * 4 * 4)
         self.act = nn.LeakyReLU(0.2)
         self.blocks = nn.ModuleDict(
-            {str(r): nn.Sequential(pg.EqualizedConv2d(width, width, 3), nn.LeakyReLU(0.2), pg.PixelNorm()) for r in resolutions[1:]}
+            {
+                str(r): nn.Sequential(pg.EqualizedConv2d(width, width, 3), nn.LeakyReLU(0.2), pg.PixelNorm())
+                for r in resolutions[1:]
+            }
         )
 
     def channels(self, resolution: int) -> int:
@@ -51,7 +55,10 @@ class TinyDiscriminator(nn.Module):
         super().__init__()
         self.width, self.resolutions = width, resolutions
         self.blocks = nn.ModuleDict(
-            {str(r): nn.Sequential(pg.EqualizedConv2d(width, width, 3), nn.LeakyReLU(0.2), nn.AvgPool2d(2)) for r in resolutions[1:]}
+            {
+                str(r): nn.Sequential(pg.EqualizedConv2d(width, width, 3), nn.LeakyReLU(0.2), nn.AvgPool2d(2))
+                for r in resolutions[1:]
+            }
         )
         self.final = nn.Sequential(
             pg.MinibatchStdDev(group_size=4),
@@ -88,8 +95,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
 
-    config = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=args.kimg, stable_kimg=args.kimg,
-                               batch_size=16, lr=2e-3, reset_optimizers="stage")
+    config = pg.ScheduleConfig(
+        start_resolution=4,
+        final_resolution=16,
+        fade_kimg=args.kimg,
+        stable_kimg=args.kimg,
+        batch_size=16,
+        lr=2e-3,
+        reset_optimizers="stage",
+    )
     scheduler = pg.ProgressiveScheduler(config)
     G = pg.ProgressiveGenerator(TinyGenerator())
     D = pg.ProgressiveDiscriminator(TinyDiscriminator())
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         reals = pg.fade_reals(pg.resize_to(sample_reals(n), state.resolution), state)
         with torch.no_grad():
             fakes = G(torch.randn(n, z_dim), state)
-        d_out = pg.wgan_gp_d_loss(lambda x: D(x, state), reals, fakes)
+        d_out = pg.wgan_gp_d_loss(functools.partial(D, state=state), reals, fakes)
         opt_d.zero_grad(set_to_none=True)
         d_out.loss.backward()
         opt_d.step()
@@ -128,11 +142,20 @@ def main(argv: list[str] | None = None) -> dict:
             pg.reset_optimizer(opt_g)
             pg.reset_optimizer(opt_d)
         if new.phase != state.phase or new.stage != state.stage or scheduler.done:
-            phases.append({"resolution": state.resolution, "phase": state.phase, "kimg": round(new.kimg, 3),
-                           "d_loss": round(d_out.loss.item(), 4), "g_loss": round(g_out.loss.item(), 4)})
-            print(f"{state.resolution:>4}² {state.phase:<6} done at {new.kimg:7.3f} kimg  "
-                  f"d_loss {d_out.loss.item():8.4f}  g_loss {g_out.loss.item():8.4f}  "
-                  f"({time.perf_counter() - started:.1f} s)")
+            phases.append(
+                {
+                    "resolution": state.resolution,
+                    "phase": state.phase,
+                    "kimg": round(new.kimg, 3),
+                    "d_loss": round(d_out.loss.item(), 4),
+                    "g_loss": round(g_out.loss.item(), 4),
+                }
+            )
+            print(
+                f"{state.resolution:>4}² {state.phase:<6} done at {new.kimg:7.3f} kimg  "
+                f"d_loss {d_out.loss.item():8.4f}  g_loss {g_out.loss.item():8.4f}  "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
 
     final = scheduler.state
     with torch.no_grad():
@@ -140,13 +163,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.out:
         from pathlib import Path
 
-        from torchvision.utils import save_image
-
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        save_image(samples * 0.5 + 0.5, Path(args.out) / "samples.png", nrow=4)
-    summary = {"resolution": final.resolution, "nimg": scheduler.nimg, "sample_shape": list(samples.shape),
-               "finite": bool(torch.isfinite(samples).all()), "phases": phases,
-               "seconds": round(time.perf_counter() - started, 2)}
+        rows = [torch.cat(list(row), dim=-1) for row in pg.to_uint8(samples).split(4)]  # a 4 × 4 grid [C, 4H, 4W]
+        pg.to_pil(torch.cat(rows, dim=-2)).save(Path(args.out) / "samples.png")
+    summary = {
+        "resolution": final.resolution,
+        "nimg": scheduler.nimg,
+        "sample_shape": list(samples.shape),
+        "finite": bool(torch.isfinite(samples).all()),
+        "phases": phases,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     print("summary:", json.dumps(summary))
     return summary
 

@@ -1,13 +1,29 @@
 """progrow: Progressive Growing of GANs (Karras et al., ICLR 2018) for any PyTorch generator and discriminator.
 
-The public API is listed here once; everything else is internal.
+The public API is listed here once (`__all__`). Two subpackages have more public names, in their own
+`__all__`: `progrow.data` (image sources, `open_source`, `box_downsample_u8`, `Crop`, `Channels`) and
+`progrow.metrics` (the metric registry `METRICS` / `Metric`, `GeneratedImages`, `RealImages`, SSIM and
+the Laplacian pyramid, InceptionV3 weight files). Everything else is internal.
 """
 
+from progrow._version import __version__
+from progrow.binding import bind
 from progrow.blend import downsample2x, fade, fade_reals, resize_to, upsample2x
+from progrow.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+)
 from progrow.config import SCHEDULE_PRESETS, ResetPolicy, ScheduleConfig
-from progrow.data import DataError, ImageSampler, MultiResDataset, SyntheticShapes, build_cache, to_float
+from progrow.data import DataError, ImageSampler, MultiResDataset, Prefetcher, SyntheticShapes, build_cache, to_float
 from progrow.ema import EMA
-from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, swd
+from progrow.images import to_pil, to_uint8
 from progrow.layers import EqualizedConv2d, EqualizedLinear, FromRGB, MinibatchStdDev, PixelNorm, ToRGB
 from progrow.losses import (
     LossOutput,
@@ -20,7 +36,8 @@ from progrow.losses import (
     wgan_g_loss,
     wgan_gp_d_loss,
 )
-from progrow.optim import bind, reset_optimizer, set_lr
+from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, register_metric, swd
+from progrow.optim import reset_optimizer, set_lr
 from progrow.progressive import ProgressiveDiscriminator, ProgressiveGenerator, RGBFactory
 from progrow.protocol import (
     GrowableDiscriminator,
@@ -31,8 +48,6 @@ from progrow.protocol import (
 )
 from progrow.scheduler import Listener, PhaseSpan, ProgressiveScheduler
 from progrow.state import GrowthState, Phase
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     # protocol
@@ -82,6 +97,7 @@ __all__ = [
     "build_cache",
     "MultiResDataset",
     "ImageSampler",
+    "Prefetcher",
     "to_float",
     "SyntheticShapes",
     "DataError",
@@ -91,6 +107,20 @@ __all__ = [
     "swd",
     "ms_ssim",
     "MissingWeightsError",
+    "register_metric",
+    # images
+    "to_uint8",
+    "to_pil",
+    # checkpoints
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "prune_checkpoints",
+    "checkpoint_path",
+    "capture_rng_state",
+    "restore_rng_state",
+    "CheckpointError",
     # training helpers
     "EMA",
     "set_lr",

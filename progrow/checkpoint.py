@@ -8,7 +8,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union, cast
 
 import numpy as np
 import torch
@@ -54,11 +54,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_failure(exc: BaseException) -> Optional[str]:
+def _write_failure(exc: BaseException) -> str | None:
     """Why a write failed when `exc` is a failed write (the OS's reason, or torch's zip writer stopping short); else None."""
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
-    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("inline_container", "PytorchStreamWriter", "unexpected pos")):
+    if isinstance(exc, RuntimeError) and any(
+        m in str(exc) for m in ("inline_container", "PytorchStreamWriter", "unexpected pos")
+    ):
         first = str(exc).strip().splitlines()[0]
         return f"the write stopped part-way, so the disk is full or a file size limit was reached (torch: {first})"
     return None
@@ -89,7 +91,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     _fsync_dir(path.parent)
 
 
-def _free_bytes(directory: Path) -> Optional[int]:
+def _free_bytes(directory: Path) -> int | None:
     try:
         return shutil.disk_usage(directory).free
     except OSError:
@@ -111,7 +113,7 @@ def save_checkpoint(payload: dict[str, Any], path: PathLike, *, update_latest: b
     return path
 
 
-def load_checkpoint(path: PathLike, *, map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with `weights_only=True` (no code from the file runs); errors name the path."""
     path = Path(path)
     if not path.is_file():
@@ -121,8 +123,9 @@ def load_checkpoint(path: PathLike, *, map_location: Union[str, torch.device] = 
     with open(path, "rb") as file:
         head = file.read(4)
     if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch.save writes a zip (legacy: a pickle)
-        raise CheckpointError(f"{path}: not a checkpoint (a torch.save file starts with a zip or pickle header; "
-                              f"this one starts with {head!r})")
+        raise CheckpointError(
+            f"{path}: not a checkpoint (a torch.save file starts with a zip or pickle header; this one starts with {head!r})"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign / unsafe files
@@ -151,7 +154,7 @@ def list_checkpoints(directory: PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(directory: PathLike, *, map_location: Union[str, torch.device] = "cpu") -> Optional[tuple[Path, dict[str, Any]]]:
+def latest_checkpoint(directory: PathLike, *, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in `directory` that loads, with its payload; None when there is none.
 
     A newest file that does not load (truncated, empty, garbage) is skipped with one warning naming it,
@@ -178,11 +181,16 @@ def prune_checkpoints(directory: PathLike, *, keep: int) -> list[Path]:
 def capture_rng_state() -> dict[str, Any]:
     """The states of Python's, NumPy's and torch's (CPU and every CUDA device's) global RNGs, weights-only safe."""
     py_version, py_state, py_gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
     state: dict[str, Any] = {
         "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, Literal, Mapping, Optional
+from typing import Any, Literal
 
 from progrow.state import is_power_of_two
 
@@ -35,7 +36,7 @@ class ScheduleConfig:
     batch_size_per_res: Mapping[int, int] = field(default_factory=dict)  # paper: {256: 14, 512: 6, 1024: 3}
     lr: float = 1e-3  # learning rate (paper: Adam with 0.001)
     lr_per_res: Mapping[int, float] = field(default_factory=dict)  # learning-rate overrides by resolution
-    total_kimg: Optional[float] = None  # end of training; None = end of the final stable phase
+    total_kimg: float | None = None  # end of training; None = end of the final stable phase
     reset_optimizers: ResetPolicy = "never"  # clear optimizer state: never, at each new stage, or each new phase
     align_batches: bool = True  # shorten a phase's last minibatch so the phase ends at its exact image count
     batch_multiple: int = 1  # every minibatch, shortened ones too, is a multiple of this (e.g. the number of ranks)
@@ -96,7 +97,7 @@ class ScheduleConfig:
             )
         return cls(**dict(data))
 
-    def to_json(self, *, indent: Optional[int] = 2) -> str:
+    def to_json(self, *, indent: int | None = 2) -> str:
         """Serialise to JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
 
@@ -159,7 +160,10 @@ class ScheduleConfig:
             problems.append(f"batch_multiple: expected a positive int, got {self.batch_multiple!r}")
         else:
             m = self.batch_multiple
-            for where, value in (("batch_size", self.batch_size), *((f"batch_size_per_res[{r}]", v) for r, v in self.batch_size_per_res.items())):
+            for where, value in (
+                ("batch_size", self.batch_size),
+                *((f"batch_size_per_res[{r}]", v) for r, v in self.batch_size_per_res.items()),
+            ):
                 if _is_positive_int(value) and value % m:
                     problems.append(f"{where}: expected a multiple of batch_multiple ({m}), got {value}")
         if not _is_positive_number(self.lr):
@@ -204,9 +208,7 @@ def _int_keyed(name: str, mapping: Any) -> dict[int, Any]:
                 f"invalid ScheduleConfig:\n  - {name}: keys must be resolutions (powers of two), got {key!r}"
             ) from None
         if not is_power_of_two(res):
-            raise ValueError(
-                f"invalid ScheduleConfig:\n  - {name}: keys must be resolutions (powers of two), got {key!r}"
-            )
+            raise ValueError(f"invalid ScheduleConfig:\n  - {name}: keys must be resolutions (powers of two), got {key!r}")
         out[res] = value
     return dict(sorted(out.items()))
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = ["EMA"]
 
+M = TypeVar("M", bound=nn.Module)
 
-class EMA:
+
+class EMA(Generic[M]):
     """A shadow copy of a module whose weights follow `ema = β·ema + (1 − β)·param` after each `update`.
 
     The update is computed as `torch.lerp(ema, param, 1 − β)` = `ema + (1 − β)·(param − ema)`: one fused
@@ -24,7 +27,7 @@ class EMA:
     (`ema.module`) is in eval mode with gradients off; use it like the model, e.g. `ema.module(z, state)`.
     """
 
-    def __init__(self, model: nn.Module, *, beta: Optional[float] = None, half_life_kimg: Optional[float] = None) -> None:
+    def __init__(self, model: M, *, beta: float | None = None, half_life_kimg: float | None = None) -> None:
         if (beta is None) == (half_life_kimg is None):
             raise ValueError("EMA: give exactly one of beta (e.g. 0.999) or half_life_kimg (e.g. 10.0)")
         if beta is not None and not 0.0 <= beta <= 1.0:
@@ -34,12 +37,12 @@ class EMA:
         self.beta = beta
         self.half_life_kimg = half_life_kimg
         self.num_updates = 0
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.module: M = copy.deepcopy(model).eval().requires_grad_(False)
         # Persistent buffers only: non-persistent ones (e.g. a growth wrapper's alpha) are run-time state.
         persistent = model.state_dict().keys()
         self._buffer_names = [name for name, _ in model.named_buffers() if name in persistent]
 
-    def beta_for(self, batch_size: Optional[int] = None) -> float:
+    def beta_for(self, batch_size: int | None = None) -> float:
         """The β of one update that showed `batch_size` images (needed with `half_life_kimg`)."""
         if self.beta is not None:
             return self.beta
@@ -49,17 +52,17 @@ class EMA:
         return 0.5 ** (batch_size / (1000.0 * self.half_life_kimg))
 
     @torch.no_grad()
-    def update(self, model: nn.Module, *, batch_size: Optional[int] = None) -> None:
+    def update(self, model: nn.Module, *, batch_size: int | None = None) -> None:
         """Move the shadow weights toward `model`'s: `ema = torch.lerp(ema, param, 1 − β)`, bit for bit."""
         beta = self.beta_for(batch_size)
-        ema_params = list(self.module.parameters())
-        params = [p.detach() for p in model.parameters()]
+        ema_params: list[Tensor] = list(self.module.parameters())
+        params: list[Tensor] = [p.detach() for p in model.parameters()]
         if len(ema_params) != len(params):
             raise ValueError(
                 f"EMA.update: the model has {len(params)} parameters, the shadow {len(ema_params)}; "
                 "update with the module the EMA was created from"
             )
-        params = [p.to(e.dtype) for e, p in zip(ema_params, params)]
+        params = [p.to(e.dtype) for e, p in zip(ema_params, params, strict=True)]
         torch._foreach_lerp_(ema_params, params, 1.0 - beta)
         if self._buffer_names:
             ema_buffers, buffers = dict(self.module.named_buffers()), dict(model.named_buffers())

@@ -8,7 +8,8 @@ scores of the fakes. Scores may be `[N]` or `[N, 1]`.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, Callable, Optional
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from progrow.blend import downsample2x, fade, upsample2x
 from progrow.layers import FromRGB, ToRGB
+from progrow.meta import declared_in_channels, meta_forward
 from progrow.protocol import check_discriminator, check_generator
 from progrow.state import GrowthState
 
@@ -25,20 +26,25 @@ class _GrowthWrapper(nn.Module):
 
     `alpha` lives in a buffer (not a Python float) so that `torch.compile` sees the same graph for every
     alpha of a fade; only a change of resolution or of phase changes the traced code path.
+
+    The state reaches the wrapper one way: `set_state` binds it (what `progrow.bind` calls every step).
+    `module(x, state)` runs at `state` for that call only (as `with module.at(state): module(x)`) and
+    leaves the bound state as it was.
     """
 
     side = "network"
+    alpha: Tensor  # the buffer registered in __init__
 
     def __init__(self, resolutions: tuple[int, ...]) -> None:
         super().__init__()
         self.resolutions = resolutions
         self.register_buffer("alpha", torch.ones(()), persistent=False)
-        self._resolution: Optional[int] = None
+        self._resolution: int | None = None
         self._fading = False  # what forward branches on: changes at phase boundaries only
         self._alpha_value = 1.0  # for reporting; never read in forward, so torch.compile does not guard on it
 
     @property
-    def growth_state(self) -> Optional[GrowthState]:
+    def growth_state(self) -> GrowthState | None:
         """The resolution and alpha this wrapper runs at now (None before the first state)."""
         if self._resolution is None:
             return None
@@ -65,9 +71,28 @@ class _GrowthWrapper(nn.Module):
             self.alpha.fill_(state.alpha)
             self._alpha_value = state.alpha
 
-    def _resolve(self, state: Optional[GrowthState]) -> tuple[int, bool]:
-        if state is not None:
-            self.set_state(state)
+    @contextlib.contextmanager
+    def at(self, state: GrowthState) -> Iterator[None]:
+        """Run at `state` inside the block; the bound state (or none) is back afterwards, alpha buffer included."""
+        resolution, fading, alpha = self._resolution, self._fading, self._alpha_value
+        self.set_state(state)
+        try:
+            yield
+        finally:
+            self._resolution, self._fading = resolution, fading
+            if self._alpha_value != alpha:
+                self.alpha.fill_(alpha)
+                self._alpha_value = alpha
+
+    def _run_at(self, state: GrowthState | None, run: Callable[..., Tensor], x: Tensor, **kwargs: Any) -> Tensor:
+        """`run(x, **kwargs)` at `state` for this call only, or at the bound state when `state` is None."""
+        if state is None:
+            return run(x, **kwargs)
+        with self.at(state):
+            return run(x, **kwargs)
+
+    def _bound(self) -> tuple[int, bool]:
+        """The resolution and whether it fades, of the bound state."""
         if self._resolution is None:
             raise RuntimeError(
                 f"{type(self).__name__} has no growth state: call it as module(x, state), or keep it in step "
@@ -90,8 +115,9 @@ class ProgressiveGenerator(_GrowthWrapper):
     """
 
     side = "generator"
+    net: Any  # the GrowableGenerator (nn.Module.__getattr__ would type its methods as Tensor | Module)
 
-    def __init__(self, net: nn.Module, *, img_channels: int = 3, to_rgb: Optional[RGBFactory] = None) -> None:
+    def __init__(self, net: nn.Module, *, img_channels: int = 3, to_rgb: RGBFactory | None = None) -> None:
         resolutions = check_generator(net)
         super().__init__(resolutions)
         self.net = net
@@ -100,9 +126,12 @@ class ProgressiveGenerator(_GrowthWrapper):
         factory = to_rgb if to_rgb is not None else ToRGB
         self.to_rgb = nn.ModuleDict({str(r): factory(self._channels[r], img_channels) for r in resolutions})
 
-    def forward(self, z: Tensor, state: Optional[GrowthState] = None, **kwargs: Any) -> Tensor:
+    def forward(self, z: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Generate `[N, img_channels, res, res]` images from latents `z` at `state` (or the bound state)."""
-        res, fading = self._resolve(state)
+        return self._run_at(state, self._generate, z, **kwargs)
+
+    def _generate(self, z: Tensor, **kwargs: Any) -> Tensor:
+        res, fading = self._bound()
         prev = res // 2 if fading else None
         h = h_prev = None
         expected = iter(self.resolutions)
@@ -120,13 +149,11 @@ class ProgressiveGenerator(_GrowthWrapper):
             if r == res:
                 break
         else:
-            raise RuntimeError(
-                f"{type(self.net).__name__}.features(until={res}) stopped before yielding resolution {res}"
-            )
+            raise RuntimeError(f"{type(self.net).__name__}.features(until={res}) stopped before yielding resolution {res}")
         image = self.to_rgb[str(res)](h)
         if prev is not None:
             old = upsample2x(self.to_rgb[str(prev)](h_prev))
-            image = fade(old, image, self.alpha.clone())  # a copy: autograd keeps it, set_state may refill alpha
+            image = fade(old, image, self.alpha.clone())  # a copy: autograd keeps it, set_state / at may refill alpha
         return image
 
 
@@ -144,13 +171,14 @@ class ProgressiveDiscriminator(_GrowthWrapper):
     """
 
     side = "discriminator"
+    net: Any  # the GrowableDiscriminator (see ProgressiveGenerator.net)
 
     def __init__(
         self,
         net: nn.Module,
         *,
         img_channels: int = 3,
-        from_rgb: Optional[RGBFactory] = None,
+        from_rgb: RGBFactory | None = None,
         check_blocks: bool = True,
     ) -> None:
         resolutions = check_discriminator(net)
@@ -164,9 +192,12 @@ class ProgressiveDiscriminator(_GrowthWrapper):
         factory = from_rgb if from_rgb is not None else FromRGB
         self.from_rgb = nn.ModuleDict({str(r): factory(img_channels, self._channels[r]) for r in resolutions})
 
-    def forward(self, x: Tensor, state: Optional[GrowthState] = None, **kwargs: Any) -> Tensor:
+    def forward(self, x: Tensor, state: GrowthState | None = None, **kwargs: Any) -> Tensor:
         """Score images `[N, img_channels, res, res]` at `state` (or the bound state): `[N]` or `[N, 1]`."""
-        res, fading = self._resolve(state)
+        return self._run_at(state, self._score, x, **kwargs)
+
+    def _score(self, x: Tensor, **kwargs: Any) -> Tensor:
+        res, fading = self._bound()
         if x.dim() != 4 or x.shape[1] != self.img_channels or x.shape[-2:] != (res, res):
             raise ValueError(
                 f"{type(self).__name__}: expected images [N, {self.img_channels}, {res}, {res}] at resolution "
@@ -198,8 +229,7 @@ def _check_features(h: Any, r: int, channels: int, owner: str) -> None:
     if not isinstance(h, Tensor) or h.dim() != 4 or h.shape[1] != channels or h.shape[-2:] != (r, r):
         got = list(h.shape) if isinstance(h, Tensor) else type(h).__name__
         raise ValueError(
-            f"{owner}.features at resolution {r}: expected [N, {channels}, {r}, {r}] "
-            f"(channels({r}) = {channels}), got {got}"
+            f"{owner}.features at resolution {r}: expected [N, {channels}, {r}, {r}] (channels({r}) = {channels}), got {got}"
         )
 
 
@@ -209,22 +239,18 @@ def _check_block(net: Any, r: int, c_in: int, c_out: int) -> None:
     block = net.block(r)
     if not isinstance(block, nn.Module):
         raise TypeError(f"{owner}.block({r}): expected an nn.Module, got {type(block).__name__}")
-    declared_in = next((m.in_channels for m in block.modules() if isinstance(getattr(m, "in_channels", None), int)), None)
+    declared_in = declared_in_channels(block)
     if declared_in is not None and declared_in != c_in:
         raise ValueError(
             f"{owner}: channels do not chain at resolution {r}: block({r}) takes {declared_in} channels "
             f"but channels({r}) = {c_in}"
         )
-    tensors = itertools.chain(block.named_parameters(), block.named_buffers())
-    meta = {name: torch.empty_like(t, device="meta") for name, t in tensors}
     try:
-        out = functional_call(block, meta, (torch.empty(1, c_in, r, r, device="meta"),))
+        out = meta_forward(block, torch.empty(1, c_in, r, r, device="meta"))
     except (NotImplementedError, TypeError):
         return  # the block uses operations the meta device lacks; its shapes are checked at run time instead
     except RuntimeError as exc:
-        raise ValueError(
-            f"{owner}: block({r}) fails on features [N, {c_in}, {r}, {r}] (channels({r}) = {c_in}): {exc}"
-        ) from None
+        raise ValueError(f"{owner}: block({r}) fails on features [N, {c_in}, {r}, {r}] (channels({r}) = {c_in}): {exc}") from None
     want = (c_out, r // 2, r // 2)
     if not isinstance(out, Tensor) or tuple(out.shape[1:]) != want:
         got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__

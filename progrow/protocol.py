@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterator, Sequence
+from itertools import pairwise
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -95,7 +97,7 @@ def check_resolutions(resolutions: Any, *, owner: str = "resolutions") -> tuple[
     bad = [r for r in res if not is_power_of_two(r)]
     if bad:
         raise ValueError(f"{owner}: every resolution must be a power of two, got {bad[0]!r} in {res}")
-    for lo, hi in zip(res, res[1:]):
+    for lo, hi in pairwise(res):
         if hi != 2 * lo:
             raise ValueError(f"{owner}: expected ascending resolutions each twice the one before, got {lo} then {hi}")
     return res

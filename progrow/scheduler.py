@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 from progrow.config import ScheduleConfig
 from progrow.state import GrowthState, Phase
@@ -13,7 +14,7 @@ __all__ = ["ProgressiveScheduler", "PhaseSpan", "Listener"]
 
 # Called after the scheduler's position changes: `listener(prev, new)`. `prev` is None when the position
 # jumped rather than advanced (a listener being added, or `load_state_dict`).
-Listener = Callable[[Optional[GrowthState], GrowthState], None]
+Listener = Callable[[GrowthState | None, GrowthState], None]
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class PhaseSpan:
     resolution: int
     phase: Phase
     start_nimg: int
-    end_nimg: Optional[int]
+    end_nimg: int | None
 
 
 class ProgressiveScheduler:
@@ -35,16 +36,14 @@ class ProgressiveScheduler:
     `progrow.bind`) hear of every move, which is how bound modules and optimizers stay in step.
     """
 
-    def __init__(self, config: Optional[ScheduleConfig] = None, *, nimg: int = 0) -> None:
+    def __init__(self, config: ScheduleConfig | None = None, *, nimg: int = 0) -> None:
         self.config = config if config is not None else ScheduleConfig()
         if not isinstance(self.config, ScheduleConfig):
             raise TypeError(f"ProgressiveScheduler: expected a ScheduleConfig, got {type(self.config).__name__}")
         self.phases: tuple[PhaseSpan, ...] = _build_phases(self.config)
         self._starts = [p.start_nimg for p in self.phases]
         growth_end = self.phases[-1].start_nimg + _kimg_to_nimg(self.config.stable_kimg_at(self.config.final_resolution))
-        self.total_nimg: int = (
-            growth_end if self.config.total_kimg is None else _kimg_to_nimg(self.config.total_kimg)
-        )
+        self.total_nimg: int = growth_end if self.config.total_kimg is None else _kimg_to_nimg(self.config.total_kimg)
         self._nimg = _check_nimg("nimg", nimg)
         self._listeners: list[Listener] = []
 
@@ -103,7 +102,7 @@ class ProgressiveScheduler:
         """True once `total_nimg` images have been shown."""
         return self._nimg >= self.total_nimg
 
-    def advance(self, n: Optional[int] = None) -> GrowthState:
+    def advance(self, n: int | None = None) -> GrowthState:
         """Count `n` more images shown (default: the current state's batch size) and return the new state."""
         prev = self.state
         n = prev.batch_size if n is None else n
@@ -128,7 +127,7 @@ class ProgressiveScheduler:
 
         return remove
 
-    def _notify(self, prev: Optional[GrowthState], new: GrowthState) -> None:
+    def _notify(self, prev: GrowthState | None, new: GrowthState) -> None:
         for listener in tuple(self._listeners):
             listener(prev, new)
 
@@ -148,7 +147,9 @@ class ProgressiveScheduler:
             keys = sorted(set(saved) | set(mine))
             differing = [k for k in keys if saved.get(k, "<missing>") != mine.get(k, "<missing>")]
             if differing:
-                details = ", ".join(f"{k}: saved {saved.get(k, '<missing>')!r} vs now {mine.get(k, '<missing>')!r}" for k in differing)
+                details = ", ".join(
+                    f"{k}: saved {saved.get(k, '<missing>')!r} vs now {mine.get(k, '<missing>')!r}" for k in differing
+                )
                 raise ValueError(
                     "ProgressiveScheduler.load_state_dict: the checkpoint was made with a different schedule "
                     f"({details}); pass strict=False to load its position anyway"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 __all__ = ["GrowthState", "Phase", "is_power_of_two"]
 
@@ -29,8 +29,8 @@ class GrowthState:
     alpha: float = 1.0  # weight of the newest block: [0, 1) during a fade, 1.0 when stable
     stage: int = 0  # index of the stage: stage k trains at start_resolution · 2^k
     nimg: int = 0  # images shown so far
-    batch_size: Optional[int] = None  # minibatch size for the next step (scheduler-driven)
-    lr: Optional[float] = None  # learning rate for the next step (scheduler-driven)
+    batch_size: int | None = None  # minibatch size for the next step (scheduler-driven)
+    lr: float | None = None  # learning rate for the next step (scheduler-driven)
 
     def __post_init__(self) -> None:
         if not is_power_of_two(self.resolution):
@@ -53,7 +53,7 @@ class GrowthState:
         return self.alpha < 1.0
 
     @property
-    def prev_resolution(self) -> Optional[int]:
+    def prev_resolution(self) -> int | None:
         """The resolution being faded out (`resolution // 2`) during a fade, else None."""
         return self.resolution // 2 if self.is_fading else None
 

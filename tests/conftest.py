@@ -1,3 +1,5 @@
+"""Test-wide settings: the hypothesis profile for CI, and a fixed torch seed before every test."""
+
 import os
 
 import pytest

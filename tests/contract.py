@@ -18,7 +18,8 @@ touches only the active parameters, and a forward under CPU bf16 autocast.
 from __future__ import annotations
 
 import io
-from typing import Iterator
+from collections.abc import Iterator
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -153,9 +154,9 @@ class AdapterContract:
         G, D = self.wrap_generator(), self.wrap_discriminator()
         used_g = [self._used_by_features(G.net, r) for r in self.resolutions]
         used_d = [self._used_by_blocks(D.net, r) for r in self.resolutions]
-        for lower, higher in zip(used_g, used_g[1:], strict=False):
-            assert lower < higher
-        for lower, higher in zip(used_d, used_d[1:], strict=False):
+        for lower, higher in pairwise(used_g):
+            assert lower < higher, "generator: a later stage uses no parameters of its own (are inactive blocks run?)"
+        for lower, higher in pairwise(used_d):
             assert lower < higher
 
     def test_forward_under_cpu_bf16_autocast(self) -> None:

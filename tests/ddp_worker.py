@@ -1,4 +1,4 @@
-"""Run by `torchrun` in tests/test_progan_distributed.py: trains, then saves this rank's final state."""
+"""Run by `torchrun` in tests/test_progan_distributed.py: trains with the script's own pieces, then saves this rank's state."""
 
 import os
 import sys
@@ -12,19 +12,22 @@ from progrow.adapters.progan import train as T
 def main() -> None:
     out, extra = sys.argv[1], sys.argv[2:]
     torch.set_num_threads(1)
-    args = T.build_parser().parse_args(["--out", out, "--device", "cpu", *extra])
     dist = T.init_distributed("cpu")
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / f"pid{dist.rank}").write_text(str(os.getpid()))
-    opts = T.resolve_options(args, dist)
-    resume = T.find_resume(opts)
-    if resume is not None:
-        T.check_resumable(resume[1], opts, resume[0])
-    run = T.train(opts, T.open_dataset(opts), resume)
+    run = T.run_training(T.resolve_options(T.build_parser().parse_args(["--out", out, "--device", "cpu", *extra]), dist))
     torch.save(
-        {"G": run.G.state_dict(), "D": run.D.state_dict(), "G_ema": run.ema.module.state_dict(),
-         "nimg": run.scheduler.nimg, "world_size": dist.world_size, "stopped_by": run.stopped_by or 0,
-         "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(), "sampler": run.sampler.state_dict()},
+        {
+            "G": run.G.state_dict(),
+            "D": run.D.state_dict(),
+            "G_ema": run.ema.module.state_dict(),
+            "nimg": run.scheduler.nimg,
+            "world_size": dist.world_size,
+            "stopped_by": run.stopped_by or 0,
+            "opt_g": run.opt_g.state_dict(),
+            "opt_d": run.opt_d.state_dict(),
+            "sampler": run.sampler.state_dict(),
+        },
         f"{out}/rank{dist.rank}.pt",
     )
 

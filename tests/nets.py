@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,9 +25,7 @@ class ProtocolGenerator(nn.Module):
         self.widths = dict(widths)
         self.resolutions = tuple(sorted(widths))
         self.stem = nn.Linear(z_dim, widths[4] * 16)
-        self.convs = nn.ModuleDict(
-            {str(r): nn.Conv2d(widths[r // 2], widths[r], 3, padding=1) for r in self.resolutions[1:]}
-        )
+        self.convs = nn.ModuleDict({str(r): nn.Conv2d(widths[r // 2], widths[r], 3, padding=1) for r in self.resolutions[1:]})
 
     def channels(self, resolution: int) -> int:
         return self.widths[resolution]
@@ -106,7 +104,7 @@ class StackGenerator(nn.Module):
 
     def features(self, z: Tensor, *, until: int) -> Iterator[tuple[int, Tensor]]:
         h = z[:, :, None, None]
-        for r, block in zip(self.resolutions, self.stack):
+        for r, block in zip(self.resolutions, self.stack, strict=True):
             if r > until:
                 return
             h = block(h)

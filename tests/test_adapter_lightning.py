@@ -23,9 +23,17 @@ Z = 8
 
 def config() -> pg.ScheduleConfig:
     """4² → 16², 20 images a phase, minibatch 8 then 4 at 16², lr halved at 16², optimizers reset per stage."""
-    return pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=0.02, stable_kimg=0.02,
-                             batch_size=8, batch_size_per_res={16: 4}, lr=2e-3, lr_per_res={16: 1e-3},
-                             reset_optimizers="stage")
+    return pg.ScheduleConfig(
+        start_resolution=4,
+        final_resolution=16,
+        fade_kimg=0.02,
+        stable_kimg=0.02,
+        batch_size=8,
+        batch_size_per_res={16: 4},
+        lr=2e-3,
+        lr_per_res={16: 1e-3},
+        reset_optimizers="stage",
+    )
 
 
 class SameImages(Dataset):
@@ -63,8 +71,10 @@ def make_module(growth):
             self.phases: list[tuple[int, str]] = []
 
         def configure_optimizers(self):
-            return [torch.optim.Adam(self.G.parameters(), lr=0.5, betas=(0.0, 0.99)),
-                    torch.optim.Adam(self.D.parameters(), lr=0.5, betas=(0.0, 0.99))]
+            return [
+                torch.optim.Adam(self.G.parameters(), lr=0.5, betas=(0.0, 0.99)),
+                torch.optim.Adam(self.D.parameters(), lr=0.5, betas=(0.0, 0.99)),
+            ]
 
         def on_growth_phase(self, state: pg.GrowthState) -> None:
             self.phases.append((state.resolution, state.phase))
@@ -73,10 +83,19 @@ def make_module(growth):
             opt_g, opt_d = self.optimizers()
             state = self.growth.state
             reals = self.growth.prepare_reals(batch)
-            self.steps.append(dict(nimg=state.nimg, resolution=state.resolution, alpha=state.alpha,
-                                   reals=tuple(reals.shape), g_state=self.G.growth_state, d_state=self.D.growth_state,
-                                   ema_state=self.ema.module.growth_state,
-                                   adam_state=len(opt_d.optimizer.state), lr=opt_g.param_groups[0]["lr"]))
+            self.steps.append(
+                dict(
+                    nimg=state.nimg,
+                    resolution=state.resolution,
+                    alpha=state.alpha,
+                    reals=tuple(reals.shape),
+                    g_state=self.G.growth_state,
+                    d_state=self.D.growth_state,
+                    ema_state=self.ema.module.growth_state,
+                    adam_state=len(opt_d.optimizer.state),
+                    lr=opt_g.param_groups[0]["lr"],
+                )
+            )
             z = torch.randn(reals.shape[0], Z, generator=torch.Generator().manual_seed(state.nimg))
             fakes = self.G(z)
             d_loss = F.softplus(self.D(fakes.detach())).mean() + F.softplus(-self.D(reals)).mean()
@@ -96,9 +115,17 @@ def trainer(tmp_path, *callbacks, name: str = "run"):
     import lightning.pytorch as L
     from lightning.pytorch.loggers import CSVLogger
 
-    return L.Trainer(accelerator="cpu", devices=1, max_epochs=-1, callbacks=list(callbacks),
-                     logger=CSVLogger(tmp_path, name=name), log_every_n_steps=1, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=-1,
+        callbacks=list(callbacks),
+        logger=CSVLogger(tmp_path, name=name),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
 
 
 def fit(tmp_path, *extra_callbacks, ckpt_path=None, name="run"):
@@ -194,8 +221,11 @@ def test_a_module_without_wrappers_or_with_small_batches_is_explained(tmp_path):
     with pytest.raises(ValueError, match="found no ProgressiveGenerator / ProgressiveDiscriminator among Plain's"):
         trainer(tmp_path, growth).fit(Plain(), DataLoader(torch.randn(8, 2), batch_size=4))
     assert growth.max_batch_size == 8
-    with pytest.raises(ValueError, match=r"asks for 8 images \[N, C, H, W\] at 4², got \[3, 3, 16, 16\]; give the "
-                                         r"DataLoader batch_size ≥ 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"asks for 8 images \[N, C, H, W\] at 4², got \[3, 3, 16, 16\]; give the "
+        r"DataLoader batch_size ≥ 8",
+    ):
         growth.prepare_reals(torch.randn(3, 3, 16, 16))
     with pytest.raises(TypeError, match="expected a ProgressiveScheduler, got ScheduleConfig"):
         ProgressiveCallback(config())

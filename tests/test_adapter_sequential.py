@@ -18,7 +18,6 @@ from progrow.adapters.sequential import (
     growable_generator,
 )
 
-
 # The PyTorch DCGAN tutorial's networks, as users copy them: the same classes the example script shows.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from make_growable_sequential import Discriminator, Generator  # noqa: E402
@@ -225,8 +224,11 @@ PROTOCOL_HINT = r"write it to progrow's protocol"
 def test_generator_layer_that_does_not_double_names_the_layer():
     seq = Generator(nz=16, ngf=8).main
     seq[6] = nn.ConvTranspose2d(32, 16, 4, 4, 0, bias=False)  # 8² → 32² in one go
-    with pytest.raises(ValueError, match=r"layer 6 \(ConvTranspose2d\) changes the resolution from 8×8 to 32×32 .*"
-                                         r"expected each resolution change to double it exactly \(8 → 16\)") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"layer 6 \(ConvTranspose2d\) changes the resolution from 8×8 to 32×32 .*"
+        r"expected each resolution change to double it exactly \(8 → 16\)",
+    ) as info:
         growable_generator(seq)
     assert PROTOCOL_HINT in str(info.value)
 
@@ -234,8 +236,11 @@ def test_generator_layer_that_does_not_double_names_the_layer():
 def test_generator_that_does_not_end_in_an_image_names_the_layer():
     seq = Generator(nz=16, ngf=8).main
     seq[12] = nn.ConvTranspose2d(8, 8, 4, 2, 1, bias=False)
-    with pytest.raises(ValueError, match=r"layer 12 \(ConvTranspose2d\) outputs 8 channels; expected an RGB \(3\) "
-                                         r"or grayscale \(1\) image") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"layer 12 \(ConvTranspose2d\) outputs 8 channels; expected an RGB \(3\) "
+        r"or grayscale \(1\) image",
+    ) as info:
         growable_generator(seq)
     assert PROTOCOL_HINT in str(info.value)
     with pytest.raises(ValueError, match=r"layer 12 \(ConvTranspose2d\) outputs 3 channels; expected img_channels=1"):
@@ -249,9 +254,12 @@ def test_discriminator_without_a_score_layer_names_the_layer():
     seq = Discriminator(ndf=8).main[:11]  # stops after the last LeakyReLU: [N, 64, 4, 4]
     with pytest.raises(ValueError, match=r"at no resolution from 4 to 1024 does the Sequential end in one score per image"):
         growable_discriminator(seq)
-    with pytest.raises(ValueError, match=r"no final score layer: the Sequential ends with layer 10 \(LeakyReLU\) giving "
-                                         r"\[N, 64, 4, 4\]; expected a last conv or linear layer that gives one score per "
-                                         r"image \(e.g. Conv2d\(64, 1, 4\)\)") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"no final score layer: the Sequential ends with layer 10 \(LeakyReLU\) giving "
+        r"\[N, 64, 4, 4\]; expected a last conv or linear layer that gives one score per "
+        r"image \(e.g. Conv2d\(64, 1, 4\)\)",
+    ) as info:
         growable_discriminator(seq, resolution=64)
     assert PROTOCOL_HINT in str(info.value)
     many = nn.Sequential(*Discriminator(ndf=8).main[:11], nn.Flatten(), nn.Linear(64 * 16, 10))
@@ -262,12 +270,21 @@ def test_discriminator_without_a_score_layer_names_the_layer():
 def test_discriminator_layer_that_does_not_halve_names_the_layer():
     seq = Discriminator(ndf=8).main
     seq[5] = nn.Conv2d(16, 32, 4, 4, 0, bias=False)  # 16² → 4² in one go
-    with pytest.raises(ValueError, match=r"layer 5 \(Conv2d\) changes the resolution from 16×16 to 4×4 .*expected each "
-                                         r"block to halve it exactly once \(16 → 8\)") as info:
+    with pytest.raises(
+        ValueError,
+        match=r"layer 5 \(Conv2d\) changes the resolution from 16×16 to 4×4 .*expected each "
+        r"block to halve it exactly once \(16 → 8\)",
+    ) as info:
         growable_discriminator(seq, resolution=64)
     assert PROTOCOL_HINT in str(info.value)
-    pools = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, 8, 3, padding=1),
-                          nn.AvgPool2d(2), nn.AvgPool2d(2), nn.Conv2d(8, 1, 4))
+    pools = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AvgPool2d(2),
+        nn.AvgPool2d(2),
+        nn.Conv2d(8, 1, 4),
+    )
     with pytest.raises(ValueError, match=r"layer 4 \(AvgPool2d\) changes the resolution from 8×8 to 4×4"):
         growable_discriminator(pools)
 
@@ -284,8 +301,9 @@ def test_other_bad_input():
         growable_generator(Generator(nz=16, ngf=8).main, latent_dim=100)
     with pytest.raises(ValueError, match=r"layer 0 \(BatchNorm2d\) should be the RGB-in conv"):
         growable_discriminator(nn.Sequential(nn.BatchNorm2d(3), *Discriminator(ndf=8).main))
-    gap = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(8, 1))
+    gap = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1)
+    )
     with pytest.raises(ValueError, match=r"one score per image at several resolutions \[4, 8, .*\]; pass resolution="):
         growable_discriminator(gap)
     assert growable_discriminator(gap, resolution=16).resolutions == (4, 8, 16)
@@ -304,17 +322,33 @@ def test_result_types_are_the_protocol():
 
 
 def test_mirror_after_upsample_and_after_pooling():
-    g = growable_generator(nn.Sequential(
-        nn.Linear(8, 64), nn.Unflatten(1, (4, 4, 4)), nn.LeakyReLU(0.2),
-        nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3, padding=1), nn.LeakyReLU(0.2),
-        nn.Upsample(scale_factor=2), nn.Conv2d(4, 3, 3, padding=1), nn.Tanh(),
-    ))  # the 16² stage is an Upsample and the RGB conv: its block keeps the Upsample, gains a fresh conv
+    g = growable_generator(
+        nn.Sequential(
+            nn.Linear(8, 64),
+            nn.Unflatten(1, (4, 4, 4)),
+            nn.LeakyReLU(0.2),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(4, 3, 3, padding=1),
+            nn.Tanh(),
+        )
+    )  # the 16² stage is an Upsample and the RGB conv: its block keeps the Upsample, gains a fresh conv
     assert [type(m) for m in g.blocks["16"]] == [nn.Upsample, nn.Conv2d, nn.LeakyReLU]
     assert g.dropped == ("layer 7 (Conv2d)", "layer 8 (Tanh)")
-    d = growable_discriminator(nn.Sequential(
-        nn.Conv2d(3, 4, 1), nn.LeakyReLU(0.2), nn.AvgPool2d(2),
-        nn.Conv2d(4, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 16, 1),
-    ))  # the RGB-in stage pools: 16² gets a fresh 1×1 conv, activation and pooling
+    d = growable_discriminator(
+        nn.Sequential(
+            nn.Conv2d(3, 4, 1),
+            nn.LeakyReLU(0.2),
+            nn.AvgPool2d(2),
+            nn.Conv2d(4, 8, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * 16, 1),
+        )
+    )  # the RGB-in stage pools: 16² gets a fresh 1×1 conv, activation and pooling
     assert [type(m) for m in d.block(16)] == [nn.Conv2d, nn.LeakyReLU, nn.AvgPool2d]
     assert d.dropped == ("layer 0 (Conv2d)", "layer 1 (LeakyReLU)", "layer 2 (AvgPool2d)")
     G, D = pg.ProgressiveGenerator(g), pg.ProgressiveDiscriminator(d)

@@ -42,8 +42,9 @@ def test_error_policy_lists_every_broken_file_and_writes_nothing(folder, tmp_pat
     with pytest.raises(DataError) as info:
         build_cache(root, tmp_path / "cache", resolution=RES)
     message = str(info.value)
-    assert message.startswith(f"25 of {N} images cannot be used, so nothing was written:\n  25 cannot be read "
-                              "(--bad-images skip leaves them out):")
+    assert message.startswith(
+        f"25 of {N} images cannot be used, so nothing was written:\n  25 cannot be read (--bad-images skip leaves them out):"
+    )
     listed = {line.split(": cannot read")[0].removeprefix("    - ") for line in message.splitlines()[2:]}
     assert listed == set(kinds)  # all 25, and nothing else
     assert not (tmp_path / "cache").exists() and not list(tmp_path.iterdir())

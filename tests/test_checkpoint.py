@@ -135,8 +135,10 @@ def _user_loop(directory, steps: int, *, drop: str = "") -> torch.Tensor:
         opt.step()
         step += 1
         if step % 3 == 0:
-            save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                             "rng": capture_rng_state()}, checkpoint_path(directory, step))
+            save_checkpoint(
+                {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": capture_rng_state()},
+                checkpoint_path(directory, step),
+            )
     return model.weight.detach().clone()
 
 

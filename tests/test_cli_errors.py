@@ -7,9 +7,8 @@ The table is checked against the parsers themselves: an option without a bad-val
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 
@@ -43,7 +42,9 @@ def _opt(*parts: str) -> Callable[[SimpleNamespace], list[str]]:
 
 
 BASE: dict[str, Callable[[SimpleNamespace], list[str]]] = {
-    "train": _opt("--preset", "cpu-demo", "--data", "synthetic:0:16", "--out", "{new}", "--kimg", "0.016", "--phase-kimg", "0.016"),
+    "train": _opt(
+        "--preset", "cpu-demo", "--data", "synthetic:0:16", "--out", "{new}", "--kimg", "0.016", "--phase-kimg", "0.016"
+    ),
     "dataset": _opt(),  # positionals: every case gives the whole command line
     "generate": _opt("--from", "{run}", "--out", "{new}", "--n", "1"),
     "interpolate": _opt("--from", "{run}", "--out", "{new}/walk.png", "--steps", "1"),
@@ -53,14 +54,23 @@ BASE: dict[str, Callable[[SimpleNamespace], list[str]]] = {
 DATASET = ("synthetic:0:4", "{new}", "--resolution", "8")
 
 _FROM = [(_opt("--from", "{missing}"), "--from"), (_opt("--from", "{text}"), "--from"), (_opt("--from", "{folder}"), "--from")]
-_WEIGHTS = [(_opt("--inception-weights", "{missing}"), "--inception-weights"),
-            (_opt("--inception-weights", "{text}"), "--inception-weights"),
-            (_opt("--inception-weights", "{folder}"), "--inception-weights")]
+_WEIGHTS = [
+    (_opt("--inception-weights", "{missing}"), "--inception-weights"),
+    (_opt("--inception-weights", "{text}"), "--inception-weights"),
+    (_opt("--inception-weights", "{folder}"), "--inception-weights"),
+]
 _SHARED_METRICS = {
     "source": _FROM,
-    "data": [(_opt("--data", "{missing}"), "--data"), (_opt("--data", "{text}"), "--data"), (_opt("--data", "{folder}"), "--data")],
-    "resolution": [(_opt("--resolution", "3"), "--resolution"), (_opt("--resolution", "x"), "--resolution"),
-                   (_opt("--resolution", "64"), "--resolution")],
+    "data": [
+        (_opt("--data", "{missing}"), "--data"),
+        (_opt("--data", "{text}"), "--data"),
+        (_opt("--data", "{folder}"), "--data"),
+    ],
+    "resolution": [
+        (_opt("--resolution", "3"), "--resolution"),
+        (_opt("--resolution", "x"), "--resolution"),
+        (_opt("--resolution", "64"), "--resolution"),
+    ],
     "samples": [(_opt("--samples", "1"), "--samples"), (_opt("--samples", "many"), "--samples")],
     "inception_weights": _WEIGHTS,
     "device": [(_opt("--device", "tpu"), "--device"), (_opt("--device", "cuda:99"), "--device")],
@@ -70,69 +80,103 @@ _SHARED_METRICS = {
 }
 
 TABLE: dict[tuple[str, str], list[Case]] = {
-    **{("train", dest): cases for dest, cases in {
-        "preset": [(_opt("--preset", "paper-2048"), "--preset")],
-        "data": [(_opt("--data", "{missing}"), "--data"), (_opt("--data", "{text}"), "--data"),
-                 (_opt("--data", "{folder}"), "--data"), (_opt("--data", "synthetic:x"), "--data")],
-        "crop": [(_opt("--crop", "diagonal"), "--crop")],
-        "upscale": [(_opt("--upscale=yes"), "--upscale")],
-        "bad_images": [(_opt("--bad-images", "ignore"), "--bad-images")],
-        "out": [(_opt("--out", "{text}"), "--out"), (_opt("--out", "{text}/run"), "--out")],
-        "kimg": [(_opt("--kimg", "-1"), "--kimg"), (_opt("--kimg", "lots"), "--kimg")],
-        "phase_kimg": [(_opt("--phase-kimg", "0"), "--phase-kimg")],
-        "resume": [(_opt("--resume", "{missing}"), "--resume"), (_opt("--resume", "{text}"), "--resume"),
-                   (_opt("--resume", "{folder}"), "--resume")],
-        "device": [(_opt("--device", "tpu"), "--device"), (_opt("--device", "cuda:99"), "--device")],
-        "precision": [(_opt("--precision", "fp8"), "--precision")],
-        "channels_last": [(_opt("--channels-last=1"), "--channels-last")],
-        "compile": [(_opt("--compile=1"), "--compile")],
-        "seed": [(_opt("--seed", "-5"), "--seed"), (_opt("--seed", "x"), "--seed"), (_opt("--seed", str(2**40)), "--seed")],
-        "mirror": [(_opt("--mirror=1"), "--mirror")],
-        "cond": [(_opt("--cond"), "--cond")],  # the synthetic set has no labels
-        "no_growing": [(_opt("--no-growing=1"), "--no-growing")],
-        "checkpoint_ticks": [(_opt("--checkpoint-ticks", "0"), "--checkpoint-ticks")],
-        "keep_checkpoints": [(_opt("--keep-checkpoints", "0"), "--keep-checkpoints")],
-        "stop_signals": [(_opt("--stop-signals", "TERM,NOPE"), "--stop-signals")],
-        "max_bad_steps": [(_opt("--max-bad-steps", "0"), "--max-bad-steps")],
-        "max_rollbacks": [(_opt("--max-rollbacks", "-1"), "--max-rollbacks")],
-        "metrics": [(_opt("--metrics", "fidd"), "--metrics")],
-        "metric_samples": [(_opt("--metric-samples", "1"), "--metric-samples")],
-        "metric_ticks": [(_opt("--metric-ticks", "-1"), "--metric-ticks")],
-        "inception_weights": _WEIGHTS,
-        "data_workers": [(_opt("--data-workers", "-1"), "--data-workers")],
-        "tick_kimg": [(_opt("--tick-kimg", "0"), "--tick-kimg")],
-    }.items()},
-    **{("dataset", dest): cases for dest, cases in {
-        "source": [(_opt("{missing}", "{new}", "--resolution", "8"), "SOURCE"),
-                   (_opt("{text}", "{new}", "--resolution", "8"), "SOURCE"),
-                   (_opt("{folder}", "{new}", "--resolution", "8"), "SOURCE")],
-        "out": [(_opt("synthetic:0:4", "{text}", "--resolution", "8"), "OUT"),
-                (_opt("synthetic:0:4", "{cache}", "--resolution", "8"), "OUT")],
-        "resolution": [(_opt(*DATASET[:2], "--resolution", "12"), "--resolution"), (_opt(*DATASET[:2]), "--resolution")],
-        "min_resolution": [(_opt(*DATASET, "--min-resolution", "16"), "--min-resolution"),
-                           (_opt(*DATASET, "--min-resolution", "3"), "--min-resolution")],
-        "crop": [(_opt(*DATASET, "--crop", "diagonal"), "--crop")],
-        "channels": [(_opt(*DATASET, "--channels", "cmyk"), "--channels")],
-        "upscale": [(_opt(*DATASET, "--upscale=1"), "--upscale")],
-        "bad_images": [(_opt(*DATASET, "--bad-images", "ignore"), "--bad-images")],
-        "max_images": [(_opt(*DATASET, "--max-images", "0"), "--max-images")],
-    }.items()},
-    **{("generate", dest): cases for dest, cases in {
-        "source": _FROM,
-        "out": [(_opt("--out", "{text}"), "--out"), (_opt("--out", "{text}/images"), "--out")],
-        "n": [(_opt("--n", "0"), "--n"), (_opt("--n", "some"), "--n")],
-        "seed": [(_opt("--seed", "-1"), "--seed"), (_opt("--seed", "x"), "--seed")],
-        "label": [(_opt("--label", "3"), "--label"), (_opt("--label", "x"), "--label")],  # the generator is unconditional
-    }.items()},
-    **{("interpolate", dest): cases for dest, cases in {
-        "source": _FROM,
-        "seeds": [(_opt("--seeds", "a,b"), "--seeds"), (_opt("--seeds", "1"), "--seeds"), (_opt("--seeds", "1,-2"), "--seeds")],
-        "steps": [(_opt("--steps", "0"), "--steps")],
-        "out": [(_opt("--out", "{folder}"), "--out"), (_opt("--out", "{text}/walk.png"), "--out")],
-        "label": [(_opt("--label", "3"), "--label")],
-    }.items()},
-    **{("metrics", dest): cases for dest, cases in {**_SHARED_METRICS, "metrics": [(_opt("--metrics", "fidd"), "--metrics"),
-                                                                                 (_opt("--metrics", ","), "--metrics")]}.items()},
+    **{
+        ("train", dest): cases
+        for dest, cases in {
+            "preset": [(_opt("--preset", "paper-2048"), "--preset")],
+            "data": [
+                (_opt("--data", "{missing}"), "--data"),
+                (_opt("--data", "{text}"), "--data"),
+                (_opt("--data", "{folder}"), "--data"),
+                (_opt("--data", "synthetic:x"), "--data"),
+            ],
+            "crop": [(_opt("--crop", "diagonal"), "--crop")],
+            "upscale": [(_opt("--upscale=yes"), "--upscale")],
+            "bad_images": [(_opt("--bad-images", "ignore"), "--bad-images")],
+            "out": [(_opt("--out", "{text}"), "--out"), (_opt("--out", "{text}/run"), "--out")],
+            "kimg": [(_opt("--kimg", "-1"), "--kimg"), (_opt("--kimg", "lots"), "--kimg")],
+            "phase_kimg": [(_opt("--phase-kimg", "0"), "--phase-kimg")],
+            "resume": [
+                (_opt("--resume", "{missing}"), "--resume"),
+                (_opt("--resume", "{text}"), "--resume"),
+                (_opt("--resume", "{folder}"), "--resume"),
+            ],
+            "device": [(_opt("--device", "tpu"), "--device"), (_opt("--device", "cuda:99"), "--device")],
+            "precision": [(_opt("--precision", "fp8"), "--precision")],
+            "channels_last": [(_opt("--channels-last=1"), "--channels-last")],
+            "compile": [(_opt("--compile=1"), "--compile")],
+            "seed": [(_opt("--seed", "-5"), "--seed"), (_opt("--seed", "x"), "--seed"), (_opt("--seed", str(2**40)), "--seed")],
+            "mirror": [(_opt("--mirror=1"), "--mirror")],
+            "cond": [(_opt("--cond"), "--cond")],  # the synthetic set has no labels
+            "no_growing": [(_opt("--no-growing=1"), "--no-growing")],
+            "checkpoint_ticks": [(_opt("--checkpoint-ticks", "0"), "--checkpoint-ticks")],
+            "keep_checkpoints": [(_opt("--keep-checkpoints", "0"), "--keep-checkpoints")],
+            "stop_signals": [(_opt("--stop-signals", "TERM,NOPE"), "--stop-signals")],
+            "max_bad_steps": [(_opt("--max-bad-steps", "0"), "--max-bad-steps")],
+            "max_rollbacks": [(_opt("--max-rollbacks", "-1"), "--max-rollbacks")],
+            "metrics": [(_opt("--metrics", "fidd"), "--metrics")],
+            "metric_samples": [(_opt("--metric-samples", "1"), "--metric-samples")],
+            "metric_ticks": [(_opt("--metric-ticks", "-1"), "--metric-ticks")],
+            "inception_weights": _WEIGHTS,
+            "data_workers": [(_opt("--data-workers", "-1"), "--data-workers")],
+            "tick_kimg": [(_opt("--tick-kimg", "0"), "--tick-kimg")],
+        }.items()
+    },
+    **{
+        ("dataset", dest): cases
+        for dest, cases in {
+            "source": [
+                (_opt("{missing}", "{new}", "--resolution", "8"), "SOURCE"),
+                (_opt("{text}", "{new}", "--resolution", "8"), "SOURCE"),
+                (_opt("{folder}", "{new}", "--resolution", "8"), "SOURCE"),
+            ],
+            "out": [
+                (_opt("synthetic:0:4", "{text}", "--resolution", "8"), "OUT"),
+                (_opt("synthetic:0:4", "{cache}", "--resolution", "8"), "OUT"),
+            ],
+            "resolution": [(_opt(*DATASET[:2], "--resolution", "12"), "--resolution"), (_opt(*DATASET[:2]), "--resolution")],
+            "min_resolution": [
+                (_opt(*DATASET, "--min-resolution", "16"), "--min-resolution"),
+                (_opt(*DATASET, "--min-resolution", "3"), "--min-resolution"),
+            ],
+            "crop": [(_opt(*DATASET, "--crop", "diagonal"), "--crop")],
+            "channels": [(_opt(*DATASET, "--channels", "cmyk"), "--channels")],
+            "upscale": [(_opt(*DATASET, "--upscale=1"), "--upscale")],
+            "bad_images": [(_opt(*DATASET, "--bad-images", "ignore"), "--bad-images")],
+            "max_images": [(_opt(*DATASET, "--max-images", "0"), "--max-images")],
+        }.items()
+    },
+    **{
+        ("generate", dest): cases
+        for dest, cases in {
+            "source": _FROM,
+            "out": [(_opt("--out", "{text}"), "--out"), (_opt("--out", "{text}/images"), "--out")],
+            "n": [(_opt("--n", "0"), "--n"), (_opt("--n", "some"), "--n")],
+            "seed": [(_opt("--seed", "-1"), "--seed"), (_opt("--seed", "x"), "--seed")],
+            "label": [(_opt("--label", "3"), "--label"), (_opt("--label", "x"), "--label")],  # the generator is unconditional
+        }.items()
+    },
+    **{
+        ("interpolate", dest): cases
+        for dest, cases in {
+            "source": _FROM,
+            "seeds": [
+                (_opt("--seeds", "a,b"), "--seeds"),
+                (_opt("--seeds", "1"), "--seeds"),
+                (_opt("--seeds", "1,-2"), "--seeds"),
+            ],
+            "steps": [(_opt("--steps", "0"), "--steps")],
+            "out": [(_opt("--out", "{folder}"), "--out"), (_opt("--out", "{text}/walk.png"), "--out")],
+            "label": [(_opt("--label", "3"), "--label")],
+        }.items()
+    },
+    **{
+        ("metrics", dest): cases
+        for dest, cases in {
+            **_SHARED_METRICS,
+            "metrics": [(_opt("--metrics", "fidd"), "--metrics"), (_opt("--metrics", ","), "--metrics")],
+        }.items()
+    },
     **{("fid", dest): cases for dest, cases in _SHARED_METRICS.items()},
 }
 
@@ -141,7 +185,9 @@ def _options(command: str) -> list[str]:
     return [a.dest for a in PARSERS[command]()._actions if not isinstance(a, argparse._HelpAction)]
 
 
-CASES = [(command, dest, i) for command in PARSERS for dest in _options(command) for i in range(len(TABLE.get((command, dest), [])))]
+CASES = [
+    (command, dest, i) for command in PARSERS for dest in _options(command) for i in range(len(TABLE.get((command, dest), [])))
+]
 
 
 def test_every_option_has_a_bad_value():
@@ -156,8 +202,25 @@ def ctx(tmp_path_factory):
     """A tiny finished run (export, checkpoint, dataset cache) and the wrong kinds of paths."""
     root = tmp_path_factory.mktemp("cli")
     run = root / "run"
-    assert T.main(["--preset", "cpu-demo", "--phase-kimg", "0.016", "--tick-kimg", "0.016", "--data", "synthetic:0:16",
-                   "--out", str(run), "--kimg", "0.016"]) == 0
+    assert (
+        T.main(
+            [
+                "--preset",
+                "cpu-demo",
+                "--phase-kimg",
+                "0.016",
+                "--tick-kimg",
+                "0.016",
+                "--data",
+                "synthetic:0:16",
+                "--out",
+                str(run),
+                "--kimg",
+                "0.016",
+            ]
+        )
+        == 0
+    )
     text = root / "notes.txt"
     text.write_text("hello, not a checkpoint\n")
     folder = root / "folder"

@@ -21,8 +21,9 @@ def no_recompiles():
 def test_stepping_alpha_through_a_fade_does_not_recompile(no_recompiles):
     G = pg.ProgressiveGenerator(ProGANGenerator(resolution=16, latent_dim=16, fmap_base=64, fmap_max=16))
     D = pg.ProgressiveDiscriminator(ProGANDiscriminator(resolution=16, fmap_base=64, fmap_max=16))
-    sched = pg.ProgressiveScheduler(pg.ScheduleConfig(start_resolution=8, final_resolution=16, fade_kimg=0.02,
-                                                      stable_kimg=0.004, batch_size=4))
+    sched = pg.ProgressiveScheduler(
+        pg.ScheduleConfig(start_resolution=8, final_resolution=16, fade_kimg=0.02, stable_kimg=0.004, batch_size=4)
+    )
     pg.bind(sched, G, D)
     Gc, Dc = torch.compile(G, backend="eager"), torch.compile(D, backend="eager")
     while sched.state.phase != "fade":

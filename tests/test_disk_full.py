@@ -34,8 +34,9 @@ _LIMITED = textwrap.dedent("""
 
 def _run_limited(*argv: str, limit: int = LIMIT) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", _LIMITED.format(limit=limit), *argv], capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", _LIMITED.format(limit=limit), *argv], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def _one_error(stderr: str) -> str:
@@ -135,8 +136,10 @@ def test_a_cache_larger_than_the_free_space_is_refused_before_writing(tmpfs, cap
     err = capsys.readouterr().err
     assert err.startswith(f"building {out}: 1000 images, 3 channel(s), levels 4..64 (5), 16.4 MB (6.3 MB free)\n")
     line = _one_error(err)
-    assert line == (f"progrow dataset: error: the cache of 1000 images at 64² (5 levels) needs 16.4 MB in {mount}, which has "
-                    "6.3 MB free; free some space, choose a folder on another disk, or build fewer or smaller images")
+    assert line == (
+        f"progrow dataset: error: the cache of 1000 images at 64² (5 levels) needs 16.4 MB in {mount}, which has "
+        "6.3 MB free; free some space, choose a folder on another disk, or build fewer or smaller images"
+    )
     assert not list(mount.iterdir())
 
 

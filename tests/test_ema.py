@@ -33,7 +33,7 @@ def test_single_update_formula():
     _perturb(model, 1)
     ema.update(model)
     assert ema.num_updates == 1
-    for e, o, p in zip(ema.module.parameters(), old, model.parameters()):
+    for e, o, p in zip(ema.module.parameters(), old, model.parameters(), strict=True):
         expected = torch.lerp(o, p.detach(), 1 - 0.9)
         _assert_ema_equal(e, expected)
         assert not torch.equal(e, p.detach())  # actually averaged, not copied
@@ -49,7 +49,7 @@ def test_several_updates_with_changing_params():
         previous = [e.detach().clone() for e in ema.module.parameters()]
         ema.update(model)
         assert ema.num_updates == step + 1
-        for e, o, p in zip(ema.module.parameters(), previous, model.parameters()):
+        for e, o, p in zip(ema.module.parameters(), previous, model.parameters(), strict=True):
             _assert_ema_equal(e, torch.lerp(o, p.detach(), 1 - beta))
             assert not torch.equal(e, o)
 
@@ -62,7 +62,7 @@ def test_beta_one_freezes_and_beta_zero_copies():
     _perturb(model, 4)
     frozen.update(model)
     copier.update(model)
-    for f, b, c, p in zip(frozen.module.parameters(), before, copier.module.parameters(), model.parameters()):
+    for f, b, c, p in zip(frozen.module.parameters(), before, copier.module.parameters(), model.parameters(), strict=True):
         assert torch.equal(f, b)
         assert torch.equal(c, p.detach())
 
@@ -73,13 +73,13 @@ def test_weights_equal_to_their_shadow_stay_bit_exact():
     ema = EMA(model, beta=0.999)
     for _ in range(200):
         ema.update(model)
-    for e, p in zip(ema.module.parameters(), model.parameters()):
+    for e, p in zip(ema.module.parameters(), model.parameters(), strict=True):
         assert torch.equal(e, p.detach())
     # The textbook form drifts in the last bits here, so the check above is not vacuous.
     drifted = [p.detach().clone() for p in model.parameters()]
     for _ in range(200):
-        drifted = [0.999 * d + (1 - 0.999) * p.detach() for d, p in zip(drifted, model.parameters())]
-    assert not all(torch.equal(d, p.detach()) for d, p in zip(drifted, model.parameters()))
+        drifted = [0.999 * d + (1 - 0.999) * p.detach() for d, p in zip(drifted, model.parameters(), strict=True)]
+    assert not all(torch.equal(d, p.detach()) for d, p in zip(drifted, model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize(("half_life", "batch", "k"), [(10.0, 32, 5), (0.5, 64, 3)])
@@ -121,7 +121,12 @@ def test_exactly_one_of_beta_and_half_life(kwargs):
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"beta": 1.5}, "beta"), ({"beta": -0.1}, "beta"), ({"half_life_kimg": 0.0}, "half_life_kimg"), ({"half_life_kimg": -1.0}, "half_life_kimg")],
+    [
+        ({"beta": 1.5}, "beta"),
+        ({"beta": -0.1}, "beta"),
+        ({"half_life_kimg": 0.0}, "half_life_kimg"),
+        ({"half_life_kimg": -1.0}, "half_life_kimg"),
+    ],
 )
 def test_out_of_range_settings_raise(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -182,13 +187,13 @@ def test_state_dict_round_trip():
     assert not torch.equal(fresh.module[0].weight, ema.module[0].weight)
     fresh.load_state_dict(state)
     assert fresh.num_updates == 3
-    for (name, a), (_, b) in zip(ema.module.state_dict().items(), fresh.module.state_dict().items()):
+    for (name, a), (_, b) in zip(ema.module.state_dict().items(), fresh.module.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     # The restored EMA keeps averaging identically.
     _perturb(model, 30)
     ema.update(model)
     fresh.update(model)
-    for a, b in zip(ema.module.parameters(), fresh.module.parameters()):
+    for a, b in zip(ema.module.parameters(), fresh.module.parameters(), strict=True):
         assert torch.equal(a, b)
     assert fresh.num_updates == 4
 
@@ -207,7 +212,7 @@ def test_shadow_is_eval_and_frozen_and_model_untouched():
     assert not ema.module.training
     assert all(not m.training for m in ema.module.modules())
     assert all(not p.requires_grad for p in ema.module.parameters())
-    for e, p in zip(ema.module.parameters(), model.parameters()):
+    for e, p in zip(ema.module.parameters(), model.parameters(), strict=True):
         assert e.data_ptr() != p.data_ptr()
         assert torch.equal(e, p.detach())
 

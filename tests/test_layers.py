@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from progrow.layers import EqualizedConv2d, EqualizedLinear, FromRGB, MinibatchStdDev, PixelNorm, ToRGB
 
-
 # --------------------------------------------------------------------------------------------------
 # Equalized learning rate
 # --------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def _batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _scores(d: LinearCritic, x: torch.Tensor) -> list[float]:
     w = d.w.detach().tolist()
     b = d.b.item()
-    return [sum(a * c for a, c in zip(row, w)) + b for row in x.flatten(1).tolist()]
+    return [sum(a * c for a, c in zip(row, w, strict=True)) + b for row in x.flatten(1).tolist()]
 
 
 def _mean(values) -> float:

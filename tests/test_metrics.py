@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 import shutil
 import urllib.error
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from nets import ProtocolGenerator, StackGenerator, plain_generator_stack
 from torch import Tensor, nn
 
 import progrow as pg
@@ -35,7 +37,6 @@ from progrow.metrics import (
     to_uint8_rgb,
     write_random_inception_weights,
 )
-from nets import ProtocolGenerator, StackGenerator, plain_generator_stack
 
 RES = 8
 
@@ -143,8 +144,14 @@ def test_missing_weights_error_says_how_to_supply_them(tmp_path, monkeypatch) ->
     monkeypatch.setattr(torch.hub, "urlopen", offline)
     G = ProtocolGenerator()
     with pytest.raises(MissingWeightsError) as info:
-        compute_metrics(pg.ProgressiveGenerator(G), pg.GrowthState(RES), torch.zeros(4, 3, RES, RES, dtype=torch.uint8),
-                        num_samples=4, latent_dim=G.z_dim, cache_dir=tmp_path / "cache")
+        compute_metrics(
+            pg.ProgressiveGenerator(G),
+            pg.GrowthState(RES),
+            torch.zeros(4, 3, RES, RES, dtype=torch.uint8),
+            num_samples=4,
+            latent_dim=G.z_dim,
+            cache_dir=tmp_path / "cache",
+        )
     message = str(info.value)
     assert "weights_path" in message and "pt_inception-2015-12-05" in message and WEIGHTS_FILE_NAME in message
     assert "$TORCH_HOME/hub/checkpoints/" in message and str(tmp_path / "torch_home") in message
@@ -195,8 +202,16 @@ def test_evaluate_all_metrics(weights, tmp_path, counter) -> None:
     G = pg.ProgressiveGenerator(ProtocolGenerator())
     data = _cache(tmp_path / "data", seed=1)
     scores = evaluate(
-        ["fid", "kid", "is", "swd", "ms_ssim"], G, pg.GrowthState(RES), data,
-        num_samples=8, latent_dim=16, weights_path=weights, cache_dir=tmp_path / "c", num_pairs=16, seed=1,
+        ["fid", "kid", "is", "swd", "ms_ssim"],
+        G,
+        pg.GrowthState(RES),
+        data,
+        num_samples=8,
+        latent_dim=16,
+        weights_path=weights,
+        cache_dir=tmp_path / "c",
+        num_pairs=16,
+        seed=1,
     )
     assert set(scores) == {"fid", "kid", "kid_std", "is", "is_std", "swd", "swd_8", "ms_ssim"}
     assert counter.images == 16  # FID, KID and IS share one extraction per side
@@ -256,9 +271,11 @@ def test_swd_identical_sets_and_monotone_in_noise() -> None:
     assert set(same) == {"swd_32", "swd_16", "swd"} and all(v == 0.0 for v in same.values())
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(a.shape, generator=g)
-    values = [swd(a, (a + s * noise).round().clamp(0, 255).to(torch.uint8), descriptors_per_image=32)["swd"]
-              for s in (1.0, 4.0, 16.0, 64.0)]
-    assert all(x < y for x, y in zip(values, values[1:])), values
+    values = [
+        swd(a, (a + s * noise).round().clamp(0, 255).to(torch.uint8), descriptors_per_image=32)["swd"]
+        for s in (1.0, 4.0, 16.0, 64.0)
+    ]
+    assert all(x < y for x, y in pairwise(values)), values
     offset = swd(a, a + 10, descriptors_per_image=32)["swd"]  # no clipping: normalized away (per-set mean/std)
     assert offset < 1e-2 * values[0]
 
@@ -300,8 +317,9 @@ def _reference_swd(a: np.ndarray, b: np.ndarray, *, k: int, projections: int, re
         xs = torch.randint(0, s - 7 + 1, (n, k), generator=g).numpy()
         sets = []
         for pyr in (pyr_a, pyr_b):
-            desc = np.array([pyr[i][level][:, ys[i, j]:ys[i, j] + 7, xs[i, j]:xs[i, j] + 7]
-                             for i in range(n) for j in range(k)])  # [M, C, 7, 7]
+            desc = np.array(
+                [pyr[i][level][:, ys[i, j] : ys[i, j] + 7, xs[i, j] : xs[i, j] + 7] for i in range(n) for j in range(k)]
+            )  # [M, C, 7, 7]
             mean = desc.mean(axis=(0, 2, 3), keepdims=True)
             std = desc.std(axis=(0, 2, 3), keepdims=True)
             sets.append(((desc - mean) / std).reshape(n * k, -1))
@@ -349,14 +367,14 @@ def test_swd_rejects_bad_input() -> None:
 def _reference_ssim_cs(a: np.ndarray, b: np.ndarray, size: int = 11, sigma: float = 1.5, L: float = 255.0):
     """SSIM and cs of one pair `[C, H, W]`: every valid window written out, Gaussian weights, float64."""
     coords = np.arange(size) - (size - 1) / 2
-    g1 = np.exp(-coords**2 / (2 * sigma**2))
+    g1 = np.exp(-(coords**2) / (2 * sigma**2))
     w = np.outer(g1, g1) / np.outer(g1, g1).sum()
     c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
     ssims, css = [], []
     for ch in range(a.shape[0]):
         for i in range(a.shape[1] - size + 1):
             for j in range(a.shape[2] - size + 1):
-                x, y = a[ch, i:i + size, j:j + size], b[ch, i:i + size, j:j + size]
+                x, y = a[ch, i : i + size, j : j + size], b[ch, i : i + size, j : j + size]
                 mx, my = (w * x).sum(), (w * y).sum()
                 vx, vy = (w * (x - mx) ** 2).sum(), (w * (y - my) ** 2).sum()
                 cov = (w * (x - mx) * (y - my)).sum()
@@ -384,7 +402,10 @@ def test_ms_ssim_scales_follow_the_documented_rule() -> None:
     scales = [(a, b), (pool(a), pool(b)), (pool(pool(a)), pool(pool(b)))]
     for i in range(2):
         terms = [_reference_ssim_cs(x[i].numpy(), y[i].numpy()) for x, y in scales]
-        want = np.prod([max(cs, 0) ** w for (_, cs), w in zip(terms[:-1], weights[:-1])]) * max(terms[-1][0], 0) ** weights[-1]
+        want = (
+            np.prod([max(cs, 0) ** w for (_, cs), w in zip(terms[:-1], weights[:-1], strict=True)])
+            * max(terms[-1][0], 0) ** weights[-1]
+        )
         assert float(ms_ssim(a, b)[i]) == pytest.approx(want, rel=1e-6)
     assert torch.allclose(ms_ssim(a, b, max_scales=1), ssim(a, b))
 

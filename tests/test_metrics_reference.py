@@ -176,9 +176,19 @@ def test_the_key_holds_content_resolution_count_and_value_changing_options(tmp_p
 
     key = R.reference_key("swd", MultiResDataset(data).content_hash, RES, 6)
     assert R.reference_file(key, cache).is_file()
-    assert key == {"format": 1, "metric": "swd", "content": MultiResDataset(data).content_hash, "resolution": RES,
-                   "num_samples": 6, "seed": 0, "descriptors_per_image": 128, "patch_size": 7, "num_projections": 512,
-                   "num_repeats": 4, "min_resolution": 16}
+    assert key == {
+        "format": 1,
+        "metric": "swd",
+        "content": MultiResDataset(data).content_hash,
+        "resolution": RES,
+        "num_samples": 6,
+        "seed": 0,
+        "descriptors_per_image": 128,
+        "patch_size": 7,
+        "num_projections": 512,
+        "num_repeats": 4,
+        "min_resolution": 16,
+    }
     # options that do not change the value (where it runs, how it batches) share the file
     real_vs_real(["swd"], data, RES, num_samples=6, cache_dir=cache, device="cpu", batch_size=3, verbose=True)
     assert len(calls.groups) == 1 + len(variants)
@@ -193,8 +203,9 @@ def test_the_key_holds_content_resolution_count_and_value_changing_options(tmp_p
     assert rebuilt == {"num_samples": 6, **swd(b, a)}
 
 
-@pytest.mark.parametrize("content", ["", "{not json", '\x00\xff garbage', "[1, 2]", '{"key": {}, "values": {"swd": 1.0}}',
-                                     "KEY_WITH_BAD_VALUES"])
+@pytest.mark.parametrize(
+    "content", ["", "{not json", "\x00\xff garbage", "[1, 2]", '{"key": {}, "values": {"swd": 1.0}}', "KEY_WITH_BAD_VALUES"]
+)
 def test_a_corrupt_cache_file_is_ignored_and_rewritten(tmp_path, calls, content, recwarn):
     data = _cache(tmp_path / "data")
     cache = tmp_path / "c"
@@ -267,8 +278,12 @@ def test_fid_kid_is_reference_is_the_generator_path_fed_the_second_set(tmp_path,
     assert generated == {k: got[k] for k in ("fid", "kid", "kid_std", "is", "is_std")}
 
     seen["images"] = 0
-    assert real_vs_real(["is", "fid"], data, RES, num_samples=8, **opts) == {"num_samples": 8, "is": got["is"],
-                                                                             "is_std": got["is_std"], "fid": got["fid"]}
+    assert real_vs_real(["is", "fid"], data, RES, num_samples=8, **opts) == {
+        "num_samples": 8,
+        "is": got["is"],
+        "is_std": got["is_std"],
+        "fid": got["fid"],
+    }
     assert seen["images"] == 0 and len(calls.groups) == 2
     # other Inception weights are another key
     (tmp_path / "other").mkdir()
@@ -281,8 +296,26 @@ def test_fid_kid_is_reference_is_the_generator_path_fed_the_second_set(tmp_path,
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("rvr") / "run"
-    assert progrow_main(["train", "--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.064",
-                         "--data", "synthetic:0:48", "--out", str(out), "--kimg", "0.128"]) == 0
+    assert (
+        progrow_main(
+            [
+                "train",
+                "--preset",
+                "cpu-demo",
+                "--phase-kimg",
+                "0.064",
+                "--tick-kimg",
+                "0.064",
+                "--data",
+                "synthetic:0:48",
+                "--out",
+                str(out),
+                "--kimg",
+                "0.128",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -293,8 +326,19 @@ def _rows(table: str) -> dict[str, list[str]]:
 def test_metrics_prints_the_real_vs_real_column_and_writes_it_to_json(run_dir, tmp_path, capsys, monkeypatch, calls):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
     out = tmp_path / "scores.json"
-    argv = ["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "swd,ms_ssim",
-            "--samples", "16", "--json", str(out)]
+    argv = [
+        "metrics",
+        "--from",
+        str(run_dir),
+        "--data",
+        str(run_dir / "dataset"),
+        "--metrics",
+        "swd,ms_ssim",
+        "--samples",
+        "16",
+        "--json",
+        str(out),
+    ]
     assert progrow_main(argv) == 0
     captured = capsys.readouterr()
     header, *_ = captured.out.splitlines()
@@ -322,8 +366,25 @@ def test_metrics_prints_the_real_vs_real_column_and_writes_it_to_json(run_dir, t
 def test_no_reference_keeps_the_two_column_table(run_dir, tmp_path, capsys, monkeypatch, calls):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
     out = tmp_path / "scores.json"
-    assert progrow_main(["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "swd",
-                         "--samples", "8", "--json", str(out), "--no-reference"]) == 0
+    assert (
+        progrow_main(
+            [
+                "metrics",
+                "--from",
+                str(run_dir),
+                "--data",
+                str(run_dir / "dataset"),
+                "--metrics",
+                "swd",
+                "--samples",
+                "8",
+                "--json",
+                str(out),
+                "--no-reference",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "real vs real" not in table and table.splitlines()[0].split()[:2] == ["metric", "value"]
     assert all(len(row) == 1 for row in _rows(table).values())
@@ -335,11 +396,16 @@ def test_a_failed_reference_is_one_warning_and_the_table_still_prints(run_dir, t
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
     tiny = _cache(tmp_path / "tiny", count=3)
     out = tmp_path / "scores.json"
-    assert progrow_main(["metrics", "--from", str(run_dir), "--data", str(tiny), "--metrics", "swd", "--samples", "3",
-                         "--json", str(out)]) == 0
+    assert (
+        progrow_main(
+            ["metrics", "--from", str(run_dir), "--data", str(tiny), "--metrics", "swd", "--samples", "3", "--json", str(out)]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == ["warning: real vs real: swd: the 8² real set has 3 images; two disjoint sets of "
-                                         "at least 2 need 4"]
+    assert captured.err.splitlines() == [
+        "warning: real vs real: swd: the 8² real set has 3 images; two disjoint sets of at least 2 need 4"
+    ]
     rows = _rows(captured.out)
     assert set(rows) == {"swd", "swd_8"} and all(row[1] == "—" for row in rows.values())
     record = json.loads(out.read_text())

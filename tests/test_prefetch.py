@@ -21,8 +21,9 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> MultiResDataset:
 
 def _schedule() -> pg.ProgressiveScheduler:
     # 4² stable, fade to 8², 8² stable, …: batch sizes 7 / 5 / 3 and phase ends that cut batches short.
-    config = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=0.05, stable_kimg=0.04,
-                               batch_size=7, batch_size_per_res={8: 5, 16: 3})
+    config = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=0.05, stable_kimg=0.04, batch_size=7, batch_size_per_res={8: 5, 16: 3}
+    )
     return pg.ProgressiveScheduler(config)
 
 
@@ -31,8 +32,12 @@ def _run(dataset: MultiResDataset, workers: int, steps: int, *, off_plan_at: int
     sched = _schedule()
     sampler = ImageSampler(dataset, seed=11, mirror=True)
     out = []
-    with Prefetcher(sampler, plan=lambda n: (sched.state_at(n).resolution, sched.state_at(n).batch_size),
-                    position=lambda: sched.nimg, num_workers=workers) as prefetcher:
+    with Prefetcher(
+        sampler,
+        plan=lambda n: (sched.state_at(n).resolution, sched.state_at(n).batch_size),
+        position=lambda: sched.nimg,
+        num_workers=workers,
+    ) as prefetcher:
         for step in range(steps):
             state = sched.state
             batch = state.batch_size - 1 if step == off_plan_at else state.batch_size  # a request the plan did not foresee
@@ -60,13 +65,13 @@ def test_batches_equal_the_sampler_for_any_number_of_workers(dataset, workers):
     steps = 40  # through 4², the fade into 8², 8², the fade into 16² (resolution and batch size change)
     got, expected = _run(dataset, workers, steps), _reference(dataset, steps)
     assert {g.shape[-1] for g, _ in got} == {4, 8, 16}
-    for (g, _), e in zip(got, expected):
+    for (g, _), e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)
 
 
 def test_a_request_off_the_plan_still_gets_the_right_batch(dataset):
     got, expected = _run(dataset, 2, 20, off_plan_at=6), _reference(dataset, 20, off_plan_at=6)
-    for (g, _), e in zip(got, expected):
+    for (g, _), e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(g, e)
 
 
@@ -74,8 +79,9 @@ def test_state_dict_is_the_consumed_cursor_and_resumes_bit_for_bit(dataset):
     sched = _schedule()
     plan = lambda n: (sched.state_at(n).resolution, sched.state_at(n).batch_size)  # noqa: E731
     reference = ImageSampler(dataset, seed=11, mirror=True)
-    with Prefetcher(ImageSampler(dataset, seed=11, mirror=True), plan=plan, position=lambda: sched.nimg,
-                    num_workers=2, depth=4) as prefetcher:
+    with Prefetcher(
+        ImageSampler(dataset, seed=11, mirror=True), plan=plan, position=lambda: sched.nimg, num_workers=2, depth=4
+    ) as prefetcher:
         for _ in range(9):
             s = sched.state
             prefetcher.next_batch(s.resolution, s.batch_size)
@@ -87,9 +93,12 @@ def test_state_dict_is_the_consumed_cursor_and_resumes_bit_for_bit(dataset):
     resumed_sched = pg.ProgressiveScheduler(sched.config)
     resumed_sched.load_state_dict(sched.state_dict())
     assert resumed_sched.nimg == saved_nimg
-    resumed = Prefetcher(ImageSampler(dataset, seed=11, mirror=True),
-                         plan=lambda n: (resumed_sched.state_at(n).resolution, resumed_sched.state_at(n).batch_size),
-                         position=lambda: resumed_sched.nimg, num_workers=2)
+    resumed = Prefetcher(
+        ImageSampler(dataset, seed=11, mirror=True),
+        plan=lambda n: (resumed_sched.state_at(n).resolution, resumed_sched.state_at(n).batch_size),
+        position=lambda: resumed_sched.nimg,
+        num_workers=2,
+    )
     resumed.load_state_dict(saved)
     with resumed:
         for _ in range(6):

@@ -52,16 +52,22 @@ def _one_iteration(G, D, state, batch, latent):
     g_out.loss.backward()
     D.requires_grad_(True)
     assert torch.isfinite(d_out.loss) and torch.isfinite(g_out.loss)
-    return ({n for n, p in G.named_parameters() if p.grad is not None},
-            {n for n, p in D.named_parameters() if p.grad is not None})
+    return (
+        {n for n, p in G.named_parameters() if p.grad is not None},
+        {n for n, p in D.named_parameters() if p.grad is not None},
+    )
 
 
 def _active(names, res, fading, prefix_rgb, blocks):
     """Parameter names the stage at `res` should train."""
     rgb = {res} | ({res // 2} if fading else set())
-    return {n for n in names if (n.startswith(f"{prefix_rgb}.") and int(n.split(".")[1]) in rgb)
-            or (n.startswith(f"net.{blocks}.") and int(n.split(".")[2]) <= res)
-            or not n.startswith((f"{prefix_rgb}.", f"net.{blocks}."))}
+    return {
+        n
+        for n in names
+        if (n.startswith(f"{prefix_rgb}.") and int(n.split(".")[1]) in rgb)
+        or (n.startswith(f"net.{blocks}.") and int(n.split(".")[2]) <= res)
+        or not n.startswith((f"{prefix_rgb}.", f"net.{blocks}."))
+    }
 
 
 def _check_active_gradients(G, D, res, alpha, batch, latent):
@@ -139,7 +145,7 @@ def test_cpu_demo_runs_every_stage_then_resumes_instead_of_starting_over(tmp_pat
 
     # A longer run in the same folder continues from 0.256 kimg up to the final resolution.
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.512"]) == 0
-    more = _read_log(out)[len(log):]
+    more = _read_log(out)[len(log) :]
     assert more[0]["kimg"] > 0.256 and more[-1]["kimg"] == 0.512 and more[-1]["resolution"] == 32
 
 
@@ -196,8 +202,21 @@ def _labelled_folder(root, n=16, size=8):
 def test_conditional_training_on_a_labelled_folder(tmp_path):
     data = _labelled_folder(tmp_path / "imgs", size=32)
     out = tmp_path / "cond"
-    args = ["--preset", "cpu-demo", "--phase-kimg", "0.032", "--tick-kimg", "0.032", "--data", str(data),
-            "--out", str(out), "--kimg", "0.064", "--cond"]
+    args = [
+        "--preset",
+        "cpu-demo",
+        "--phase-kimg",
+        "0.032",
+        "--tick-kimg",
+        "0.032",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--kimg",
+        "0.064",
+        "--cond",
+    ]
     assert train_main(args) == 0
     log = _read_log(out)
     assert log[-1]["kimg"] == 0.064 and all(r["skipped_steps"] == 0 for r in log)
@@ -271,8 +290,19 @@ def test_fid_at_a_stage_end_with_local_inception_weights(tmp_path):
 
     weights = write_random_inception_weights(tmp_path / "inception.pth")
     out = tmp_path / "fid"
-    args = [*FAST, "--out", str(out), "--kimg", "0.064", "--metrics", "fid", "--metric-samples", "16",
-            "--inception-weights", str(weights)]
+    args = [
+        *FAST,
+        "--out",
+        str(out),
+        "--kimg",
+        "0.064",
+        "--metrics",
+        "fid",
+        "--metric-samples",
+        "16",
+        "--inception-weights",
+        str(weights),
+    ]
     assert train_main(args) == 0
     last = _read_log(out)[-1]
     assert last["fid@4"] > 0 and "metrics_error" not in last
@@ -300,7 +330,9 @@ def test_a_failing_metric_is_logged_keeps_the_others_and_training_continues(tmp_
     log = _read_log(out)
     assert log[-1]["kimg"] == 0.096
     failed = [r for r in log if "metrics_error" in r]
-    assert failed and all(r["metrics_error"].startswith("fid: InceptionV3 weights") and r[f"swd@{r['resolution']}"] > 0 for r in failed)
+    assert failed and all(
+        r["metrics_error"].startswith("fid: InceptionV3 weights") and r[f"swd@{r['resolution']}"] > 0 for r in failed
+    )
 
 
 def test_a_run_whose_only_metric_fails_leaves_no_empty_plots_folder(tmp_path, capsys, monkeypatch):
@@ -308,3 +340,15 @@ def test_a_run_whose_only_metric_fails_leaves_no_empty_plots_folder(tmp_path, ca
     out = tmp_path / "broken"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--metrics", "fid", "--metric-samples", "16"]) == 0
     assert any("metrics_error" in r for r in _read_log(out)) and not (out / "plots").exists()
+
+
+def test_the_loss_registry_names_every_preset_loss_and_refuses_others():
+    from typing import get_args
+
+    from progrow.adapters.progan.losses import LOSSES, losses_for
+    from progrow.adapters.progan.presets import LossName
+
+    assert set(LOSSES) == set(get_args(LossName))
+    assert losses_for("lsgan") is LOSSES["lsgan"]
+    with pytest.raises(ValueError, match=r"loss: unknown 'hinge'; expected one of wgan-gp, lsgan, logistic"):
+        losses_for("hinge")  # no silent fallback to the logistic loss

@@ -16,8 +16,20 @@ from progrow.checkpoint import latest_checkpoint
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("progan") / "run"
-    args = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.064", "--data", "synthetic:0:128",
-            "--out", str(out), "--kimg", "0.128"]
+    args = [
+        "--preset",
+        "cpu-demo",
+        "--phase-kimg",
+        "0.064",
+        "--tick-kimg",
+        "0.064",
+        "--data",
+        "synthetic:0:128",
+        "--out",
+        str(out),
+        "--kimg",
+        "0.128",
+    ]
     assert train_main(args) == 0
     return out
 
@@ -26,7 +38,7 @@ def test_export_round_trips_bit_for_bit_and_matches_the_checkpoint(run_dir):
     G, config = load_generator(run_dir / "generator")
     assert config["state"] == {"resolution": 8, "alpha": 1.0}  # 0.128 kimg = the start of the 8² stable phase
     from_ckpt, _ = generator_from_checkpoint(latest_checkpoint(run_dir / "checkpoints")[0])
-    for (name, a), (_, b) in zip(G.state_dict().items(), from_ckpt.state_dict().items()):
+    for (name, a), (_, b) in zip(G.state_dict().items(), from_ckpt.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     z = torch.randn(3, G.net.latent_dim)
     assert torch.equal(G(z), from_ckpt(z))
@@ -42,8 +54,22 @@ def test_generate_writes_pngs(run_dir, tmp_path):
 
 def test_interpolate_writes_a_strip_and_a_gif(run_dir, tmp_path):
     out = tmp_path / "walk.png"
-    assert progrow_main(["interpolate", "--from", str(run_dir / "generator.safetensors"), "--seeds", "1,2,3",
-                         "--steps", "4", "--out", str(out)]) == 0
+    assert (
+        progrow_main(
+            [
+                "interpolate",
+                "--from",
+                str(run_dir / "generator.safetensors"),
+                "--seeds",
+                "1,2,3",
+                "--steps",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == (8 * 9, 8)  # 2 segments × 4 steps + the last key frame
     gif = Image.open(out.with_suffix(".gif"))
     assert gif.n_frames == 9
@@ -71,7 +97,7 @@ def test_bad_sources_and_commands(tmp_path, capsys):
 def test_export_is_safetensors_without_pickle(run_dir):
     data = (run_dir / "generator.safetensors").read_bytes()
     header_len = int.from_bytes(data[:8], "little")
-    assert data[8:9] == b"{" and b"to_rgb.8.weight" in data[8:8 + header_len]
+    assert data[8:9] == b"{" and b"to_rgb.8.weight" in data[8 : 8 + header_len]
     assert isinstance(load_generator(run_dir / "generator")[0], pg.ProgressiveGenerator)
 
 
@@ -82,8 +108,24 @@ def test_metrics_command_prints_a_table_and_writes_json(run_dir, tmp_path, capsy
 
     weights = write_random_inception_weights(tmp_path / "inception.pth")
     out = tmp_path / "scores.json"
-    code = progrow_main(["metrics", "--from", str(run_dir), "--data", str(run_dir / "dataset"), "--metrics", "fid,swd",
-                         "--samples", "16", "--inception-weights", str(weights), "--json", str(out), "--no-reference"])
+    code = progrow_main(
+        [
+            "metrics",
+            "--from",
+            str(run_dir),
+            "--data",
+            str(run_dir / "dataset"),
+            "--metrics",
+            "fid,swd",
+            "--samples",
+            "16",
+            "--inception-weights",
+            str(weights),
+            "--json",
+            str(out),
+            "--no-reference",
+        ]
+    )
     assert code == 0
     table = capsys.readouterr().out
     assert "fid" in table and "swd_8" in table and "(8², alpha 1, 16 samples)" in table and "real vs real" not in table

@@ -24,10 +24,29 @@ def _free_port() -> int:
 
 
 def _torchrun(out, kimg: str) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(HERE / "ddp_worker.py"), str(out),
-           "--preset", "cpu-demo", "--data", "synthetic:0:128", "--phase-kimg", "0.064", "--tick-kimg", "0.064",
-           "--kimg", kimg]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(HERE / "ddp_worker.py"),
+        str(out),
+        "--preset",
+        "cpu-demo",
+        "--data",
+        "synthetic:0:128",
+        "--phase-kimg",
+        "0.064",
+        "--tick-kimg",
+        "0.064",
+        "--kimg",
+        kimg,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -56,7 +75,7 @@ def test_two_rank_resume_equals_an_uninterrupted_two_rank_run(tmp_path):
     _torchrun(straight, "0.16")
     _torchrun(split, "0.096")
     _torchrun(split, "0.16")
-    for a, b in zip(_ranks(straight), _ranks(split)):
+    for a, b in zip(_ranks(straight), _ranks(split), strict=True):
         assert a["nimg"] == b["nimg"] == 160 and a["sampler"] == b["sampler"]
         for key in ("G", "D", "G_ema"):
             for name in a[key]:
@@ -68,10 +87,29 @@ def test_a_signal_on_one_rank_stops_both_at_the_same_step(tmp_path):
     import time
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(HERE / "ddp_worker.py"), str(out),
-           "--preset", "cpu-demo", "--data", "synthetic:0:128", "--phase-kimg", "0.064", "--tick-kimg", "0.032",
-           "--kimg", "100"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(HERE / "ddp_worker.py"),
+        str(out),
+        "--preset",
+        "cpu-demo",
+        "--data",
+        "synthetic:0:128",
+        "--phase-kimg",
+        "0.064",
+        "--tick-kimg",
+        "0.032",
+        "--kimg",
+        "100",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "log.jsonl"
     deadline = time.time() + 120

@@ -1,12 +1,9 @@
-"""Growth wrappers: every stage of two unrelated user networks, exact fade-in continuity, bad input."""
+"""Growth wrappers beyond the adapter contract (tests/test_adapter_protocol.py): the fade, binding, state, bad input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-import progrow as pg
 from nets import (
     ProtocolDiscriminator,
     ProtocolGenerator,
@@ -15,6 +12,9 @@ from nets import (
     plain_discriminator_stack,
     plain_generator_stack,
 )
+from torch import nn
+
+import progrow as pg
 
 Z = 16
 
@@ -36,42 +36,6 @@ PAIRS = {"protocol": protocol_pair, "plain-stack": stack_pair}
 @pytest.fixture(params=sorted(PAIRS))
 def pair(request):
     return PAIRS[request.param]()
-
-
-def test_grows_through_every_stage(pair):
-    G, D = pair
-    final = G.resolutions[-1]
-    sched = pg.ProgressiveScheduler(pg.ScheduleConfig(start_resolution=4, final_resolution=final,
-                                                      fade_kimg=0.024, stable_kimg=0.016, batch_size=8))
-    seen = set()
-    while not sched.done:
-        state = sched.state
-        z = torch.randn(state.batch_size, Z)
-        images = G(z, state)
-        assert images.shape == (state.batch_size, 3, state.resolution, state.resolution)
-        scores = D(images, state)
-        assert scores.shape[0] == state.batch_size and scores.numel() == state.batch_size
-        assert torch.isfinite(images).all() and torch.isfinite(scores).all()
-        seen.add((state.resolution, state.phase))
-        sched.advance()
-    expected = {(4, "stable")} | {(r, p) for r in G.resolutions[1:] for p in ("fade", "stable")}
-    assert seen == expected
-
-
-@pytest.mark.parametrize("res", [8, 16])
-def test_generator_alpha_zero_is_previous_stage_upsampled_bit_for_bit(pair, res):
-    G, _ = pair
-    z = torch.randn(8, Z)
-    previous = G(z, pg.GrowthState(res // 2))
-    faded = G(z, pg.GrowthState(res, alpha=0.0))
-    assert torch.equal(faded, pg.upsample2x(previous))
-
-
-@pytest.mark.parametrize("res", [8, 16])
-def test_discriminator_alpha_zero_is_previous_stage_on_downsampled_bit_for_bit(pair, res):
-    _, D = pair
-    x = torch.randn(8, 3, res, res)
-    assert torch.equal(D(x, pg.GrowthState(res, alpha=0.0)), D(pg.downsample2x(x), pg.GrowthState(res // 2)))
 
 
 def test_alpha_one_ignores_the_old_path(pair):
@@ -117,28 +81,6 @@ def test_every_stage_built_at_construction_and_keyed_by_resolution():
     assert {id(p) for p in G.parameters()} == {id(p) for g in opt.param_groups for p in g["params"]}
 
 
-def test_state_dict_round_trip_reproduces_outputs():
-    G, D = protocol_pair()
-    G2, D2 = protocol_pair()
-    G2.load_state_dict(G.state_dict())
-    D2.load_state_dict(D.state_dict())
-    z, x, s = torch.randn(4, Z), torch.randn(4, 3, 16, 16), pg.GrowthState(16, alpha=0.4)
-    assert torch.equal(G(z, s), G2(z, s)) and torch.equal(D(x, s), D2(x, s))
-
-
-def test_one_step_touches_only_the_active_parameters():
-    G, D = protocol_pair()
-    state = pg.GrowthState(8, alpha=0.5)
-    G(torch.randn(4, Z), state).square().mean().backward()
-    D(torch.randn(4, 3, 8, 8), state).mean().backward()
-    grads = {n for n, p in G.named_parameters() if p.grad is not None}
-    assert {"to_rgb.4.weight", "to_rgb.8.weight", "net.convs.8.weight"} <= grads
-    assert not any(n.startswith(("to_rgb.16", "to_rgb.32", "net.convs.16", "net.convs.32")) for n in grads)
-    d_grads = {n for n, p in D.named_parameters() if p.grad is not None}
-    assert {"from_rgb.4.weight", "from_rgb.8.weight", "net.blocks.8.0.weight", "net.out.weight"} <= d_grads
-    assert not any(n.startswith(("from_rgb.16", "from_rgb.32", "net.blocks.16", "net.blocks.32")) for n in d_grads)
-
-
 def test_head_keyword_arguments_reach_the_discriminator_head():
     D = pg.ProgressiveDiscriminator(ProtocolDiscriminator(num_classes=3))
     x = torch.randn(4, 3, 8, 8)
@@ -150,8 +92,16 @@ def test_head_keyword_arguments_reach_the_discriminator_head():
 
 def test_bind_keeps_modules_and_optimizers_in_step():
     G, D = protocol_pair()
-    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=0.01, stable_kimg=0.01,
-                            batch_size=4, lr_per_res={8: 0.5, 16: 0.25}, lr=1.0, reset_optimizers="stage")
+    cfg = pg.ScheduleConfig(
+        start_resolution=4,
+        final_resolution=16,
+        fade_kimg=0.01,
+        stable_kimg=0.01,
+        batch_size=4,
+        lr_per_res={8: 0.5, 16: 0.25},
+        lr=1.0,
+        reset_optimizers="stage",
+    )
     sched = pg.ProgressiveScheduler(cfg)
     opt = torch.optim.Adam(G.parameters(), lr=123.0)
     unbind = pg.bind(sched, G, D, opt)
@@ -175,8 +125,9 @@ def test_bind_keeps_modules_and_optimizers_in_step():
 
 def test_load_state_dict_moves_bound_modules_without_resetting_optimizers():
     G, _ = protocol_pair()
-    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=0.01, stable_kimg=0.01,
-                            batch_size=4, reset_optimizers="phase")
+    cfg = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=0.01, stable_kimg=0.01, batch_size=4, reset_optimizers="phase"
+    )
     trained = pg.ProgressiveScheduler(cfg)
     trained.advance(35)
     sched = pg.ProgressiveScheduler(cfg)
@@ -187,15 +138,6 @@ def test_load_state_dict_moves_bound_modules_without_resetting_optimizers():
     sched.load_state_dict(trained.state_dict())
     assert G.growth_state == pg.GrowthState(16, alpha=0.5)
     assert len(opt.state) > 0
-
-
-def test_compute_under_cpu_bf16_autocast(pair):
-    G, D = pair
-    state = pg.GrowthState(16, alpha=0.3)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        images = G(torch.randn(4, Z), state)
-        scores = D(images, state)
-    assert images.shape == (4, 3, 16, 16) and torch.isfinite(scores.float()).all()
 
 
 def test_custom_rgb_factories_are_used():
@@ -219,6 +161,27 @@ def test_wrapper_state_is_a_buffer_that_follows_the_state():
     assert G.alpha.item() == 0.75 and G.growth_state.phase == "fade"
     G.set_state(pg.GrowthState(16))
     assert G.alpha.item() == 1.0
+
+
+def test_an_explicit_state_is_for_that_call_only():
+    G, D = protocol_pair()
+    z, bound, other = torch.randn(4, Z), pg.GrowthState(16, alpha=0.75), pg.GrowthState(8, alpha=0.25)
+    fresh_g, fresh_d = protocol_pair()
+    fresh_g.load_state_dict(G.state_dict())
+    fresh_d.load_state_dict(D.state_dict())
+    with torch.no_grad():
+        expected = fresh_g(z, other), fresh_d(fresh_g(z, other), other)
+        assert fresh_g.growth_state is None and fresh_d.growth_state is None  # unbound stays unbound
+        for module in (G, D):
+            module.set_state(bound)
+        images = G(z, other)
+        assert torch.equal(images, expected[0]) and torch.equal(D(images, other), expected[1])
+    for module in (G, D):
+        assert module.growth_state == bound and module.alpha.item() == 0.75  # the bound state, alpha buffer included
+    assert G(z).shape == (4, 3, 16, 16)
+    with G.at(other):
+        assert G.growth_state == other
+    assert G.growth_state == bound
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -294,7 +257,9 @@ def test_generator_features_with_wrong_channels_name_the_resolution():
     net.widths[16] = 10  # channels(16) now disagrees with what the conv produces
     G = pg.ProgressiveGenerator(net)
     G(torch.randn(2, Z), pg.GrowthState(8))  # lower stages unaffected
-    with pytest.raises(ValueError, match=r"features at resolution 16: expected \[N, 10, 16, 16\] \(channels\(16\) = 10\), got \[2, 16, 16, 16\]"):
+    with pytest.raises(
+        ValueError, match=r"features at resolution 16: expected \[N, 10, 16, 16\] \(channels\(16\) = 10\), got \[2, 16, 16, 16\]"
+    ):
         G(torch.randn(2, Z), pg.GrowthState(16))
 
 

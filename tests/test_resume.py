@@ -90,7 +90,8 @@ def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp
     _assert_same(_final(straight), _final(killed))
     ticks = [line for line in (killed / "log.jsonl").read_text().splitlines()]
     assert [__import__("json").loads(t)["kimg"] for t in ticks] == [
-        __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()]
+        __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()
+    ]
 
 
 DROPPABLE = ["torch_rng", "opt_g", "opt_d", "G_ema", "sampler", "scheduler"]
@@ -101,14 +102,19 @@ def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
     """Mutation test: restoring all but one item breaks the bit-exact resume, so the checkpoint must hold each."""
     import copy
 
-    from progrow.adapters.progan import train as T
+    from progrow.adapters.progan import resume
 
-    original = T.restore
+    original = resume.restore
 
     def restore_all_but_one(run, payload):
-        fresh = {"torch_rng": torch.get_rng_state(), "opt_g": copy.deepcopy(run.opt_g.state_dict()),
-                 "opt_d": copy.deepcopy(run.opt_d.state_dict()), "G_ema": copy.deepcopy(run.ema.state_dict()),
-                 "sampler": run.sampler.state_dict(), "scheduler": run.scheduler.state_dict()}
+        fresh = {
+            "torch_rng": torch.get_rng_state(),
+            "opt_g": copy.deepcopy(run.opt_g.state_dict()),
+            "opt_d": copy.deepcopy(run.opt_d.state_dict()),
+            "G_ema": copy.deepcopy(run.ema.state_dict()),
+            "sampler": run.sampler.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+        }
         original(run, payload)
         if dropped == "torch_rng":
             torch.set_rng_state(fresh["torch_rng"])
@@ -120,7 +126,7 @@ def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main([*FAST, "--out", str(straight), "--kimg", "0.16"]) == 0
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.096"]) == 0
-    monkeypatch.setattr(T, "restore", restore_all_but_one)
+    monkeypatch.setattr(resume, "restore", restore_all_but_one)
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0
     with pytest.raises(AssertionError):
         _assert_same(_final(straight), _final(split))
@@ -139,7 +145,10 @@ def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(t
     newest.write_bytes(b"garbage")
     assert train_main([*FAST, "--out", str(out), "--resume", str(newest)]) == 2
     err = capsys.readouterr().err
-    assert f"--resume: {newest}: not a checkpoint (a torch.save file starts with a zip or pickle header; this one starts with b'garb')" in err
+    assert (
+        f"--resume: {newest}: not a checkpoint (a torch.save file starts with a zip or pickle header; "
+        "this one starts with b'garb')" in err
+    )
     assert "Traceback" not in err
 
 
@@ -158,11 +167,11 @@ def test_two_runs_with_the_same_seed_end_identical(tmp_path):
 def test_fp16_resume_needs_the_grad_scaler_state(tmp_path, monkeypatch, drop_scaler):
     """fp16 + GradScaler, with the scale allowed to grow every 2 steps so it changes within a short run (and
     overflows, skipping steps): the resume is bit-exact, and not restoring the scaler's state breaks it."""
-    from progrow.adapters.progan import train as T
+    from progrow.adapters.progan import resume
 
     real = torch.amp.GradScaler
     monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **k: real(*a, **{**k, "growth_interval": 2}))
-    original = T.restore
+    original = resume.restore
 
     def restore(run, payload):
         fresh = run.scaler.state_dict()
@@ -170,7 +179,7 @@ def test_fp16_resume_needs_the_grad_scaler_state(tmp_path, monkeypatch, drop_sca
         if drop_scaler:
             run.scaler.load_state_dict(fresh)
 
-    monkeypatch.setattr(T, "restore", restore)
+    monkeypatch.setattr(resume, "restore", restore)
     fp16 = [*FAST, "--precision", "fp16"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main([*fp16, "--out", str(straight), "--kimg", "0.16"]) == 0

@@ -90,8 +90,15 @@ def test_batches_are_shortened_only_at_phase_ends():
 
 
 def test_batch_multiple_keeps_every_batch_divisible():
-    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=8, fade_kimg=1.003, stable_kimg=1.0, batch_size=8,
-                            batch_size_per_res={8: 4}, batch_multiple=4)
+    cfg = pg.ScheduleConfig(
+        start_resolution=4,
+        final_resolution=8,
+        fade_kimg=1.003,
+        stable_kimg=1.0,
+        batch_size=8,
+        batch_size_per_res={8: 4},
+        batch_multiple=4,
+    )
     sched = pg.ProgressiveScheduler(cfg)
     sizes, visited = [], []
     while not sched.done:
@@ -105,12 +112,18 @@ def test_batch_multiple_keeps_every_batch_divisible():
 
 
 def test_schedule_layout_and_totals():
-    cfg = pg.ScheduleConfig(start_resolution=4, final_resolution=16, fade_kimg=2.0, stable_kimg=1.0,
-                            stable_kimg_per_res={8: 3.0}, total_kimg=20.0)
+    cfg = pg.ScheduleConfig(
+        start_resolution=4, final_resolution=16, fade_kimg=2.0, stable_kimg=1.0, stable_kimg_per_res={8: 3.0}, total_kimg=20.0
+    )
     sched = pg.ProgressiveScheduler(cfg)
     layout = [(s.resolution, s.phase, s.start_nimg, s.end_nimg) for s in sched.phases]
-    assert layout == [(4, "stable", 0, 1000), (8, "fade", 1000, 3000), (8, "stable", 3000, 6000),
-                      (16, "fade", 6000, 8000), (16, "stable", 8000, None)]
+    assert layout == [
+        (4, "stable", 0, 1000),
+        (8, "fade", 1000, 3000),
+        (8, "stable", 3000, 6000),
+        (16, "fade", 6000, 8000),
+        (16, "stable", 8000, None),
+    ]
     assert sched.total_nimg == 20_000
     assert sched.state_at(2000).alpha == 0.5
     assert sched.state_at(50_000).resolution == 16 and sched.state_at(50_000).phase == "stable"
@@ -141,7 +154,9 @@ def test_restore_with_a_different_schedule_is_refused_naming_the_keys():
     a = pg.ProgressiveScheduler(pg.ScheduleConfig(final_resolution=64))
     a.advance(100)
     b = pg.ProgressiveScheduler(pg.ScheduleConfig(final_resolution=128, fade_kimg=600))
-    with pytest.raises(ValueError, match=r"different schedule \(fade_kimg: saved 800.0 vs now 600, final_resolution: saved 64 vs now 128\)"):
+    with pytest.raises(
+        ValueError, match=r"different schedule \(fade_kimg: saved 800.0 vs now 600, final_resolution: saved 64 vs now 128\)"
+    ):
         b.load_state_dict(a.state_dict())
     assert b.nimg == 0  # nothing loaded
     b.load_state_dict(a.state_dict(), strict=False)
@@ -166,8 +181,11 @@ def test_listeners_hear_every_move():
 def test_optimizer_reset_policy(policy, expected):
     sched = pg.ProgressiveScheduler(pg.ScheduleConfig(final_resolution=8, fade_kimg=1, stable_kimg=1, reset_optimizers=policy))
     stable4, fade8, fade8_later, stable8 = (sched.state_at(n) for n in (999, 1000, 1500, 2000))
-    got = [sched.optimizer_reset_due(stable4, fade8), sched.optimizer_reset_due(fade8_later, stable8),
-           sched.optimizer_reset_due(fade8, fade8_later)]
+    got = [
+        sched.optimizer_reset_due(stable4, fade8),
+        sched.optimizer_reset_due(fade8_later, stable8),
+        sched.optimizer_reset_due(fade8, fade8_later),
+    ]
     assert got == expected
 
 
@@ -225,7 +243,10 @@ def test_presets_are_trimmed_to_the_chosen_resolutions():
         (dict(lr=0.0), r"lr: expected a finite number > 0, got 0.0"),
         (dict(total_kimg=-5), r"total_kimg: expected None or a finite number ≥ 0"),
         (dict(reset_optimizers="sometimes"), r"reset_optimizers: expected one of 'never', 'stage', 'phase', got 'sometimes'"),
-        (dict(final_resolution=64, batch_size_per_res={128: 4}), r"batch_size_per_res\[128\]: resolution not in the schedule; allowed: 4, 8, 16, 32, 64"),
+        (
+            dict(final_resolution=64, batch_size_per_res={128: 4}),
+            r"batch_size_per_res\[128\]: resolution not in the schedule; allowed: 4, 8, 16, 32, 64",
+        ),
         (dict(batch_size_per_res={8: 2.5}), r"batch_size_per_res\[8\]: expected a positive int, got 2.5"),
         (dict(fade_kimg_per_res={4: 1.0}), r"fade_kimg_per_res\[4\]: the first stage \(4\) has no fade"),
         (dict(lr_per_res={"12": 0.1}), r"lr_per_res: keys must be resolutions \(powers of two\), got '12'"),

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from progrow.adapters.cli import main as progrow_main
+from progrow.adapters.progan import dataset as progan_dataset
 from progrow.adapters.progan import train as T
-from progrow.checkpoint import latest_checkpoint, save_checkpoint
+from progrow.checkpoint import latest_checkpoint
 from progrow.data import DataError, build_cache
 from progrow.data.stale import remove_stale_temporaries
 
@@ -44,15 +45,17 @@ def runs(tmp_path_factory):
 @pytest.fixture
 def nothing_built(monkeypatch):
     """Fail the test if a model or a cache is built."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("built something before refusing")
 
     monkeypatch.setattr(T, "build_run", forbidden)
-    monkeypatch.setattr(T, "build_cache", forbidden)
+    monkeypatch.setattr(progan_dataset, "build_cache", forbidden)
 
 
-@pytest.mark.parametrize("given, saved_kind", [("synthetic", "cache"), ("b", "cache"), ("b", "synthetic"),
-                                                ("synthetic:0:128", "synthetic")])
+@pytest.mark.parametrize(
+    "given, saved_kind", [("synthetic", "cache"), ("b", "cache"), ("b", "synthetic"), ("synthetic:0:128", "synthetic")]
+)
 def test_resume_with_another_data_source_is_refused_before_anything_is_built(runs, given, saved_kind, nothing_built, capsys):
     out = runs["on_cache"] if saved_kind == "cache" else runs["on_synthetic"]
     data = str(runs[given]) if given in ("a", "b") else given
@@ -60,8 +63,12 @@ def test_resume_with_another_data_source_is_refused_before_anything_is_built(run
     assert T.main([*FAST, "--data", data, "--out", str(out), "--kimg", "0.064"]) == 2
     line = _one_error(capsys.readouterr().err)
     saved = f"cache {runs['a'].resolve()} (sha256:" if saved_kind == "cache" else "synthetic:0:64,"
-    given_text = {"synthetic": "synthetic:0:10000", "synthetic:0:128": "synthetic:0:128",
-                  "a": f"cache {runs['a'].resolve()}", "b": f"cache {runs['b'].resolve()}"}[given]
+    given_text = {
+        "synthetic": "synthetic:0:10000",
+        "synthetic:0:128": "synthetic:0:128",
+        "a": f"cache {runs['a'].resolve()}",
+        "b": f"cache {runs['b'].resolve()}",
+    }[given]
     assert line.startswith(f"error: --data: {latest_checkpoint(out / 'checkpoints')[0]} was trained on {saved}")
     assert f"but --data {data} is {given_text}" in line and "resume with the same data" in line
 
@@ -93,15 +100,18 @@ def test_a_text_file_is_not_a_checkpoint(tmp_path, capsys):
     text.write_text("these are my notes\n")
     assert progrow_main(["generate", "--from", str(text), "--out", str(tmp_path / "out")]) == 2
     line = _one_error(capsys.readouterr().err)
-    assert line == (f"error: --from: {text}: not a checkpoint (a torch.save file starts with a zip or pickle header; "
-                    "this one starts with b'thes')")
+    assert line == (
+        f"error: --from: {text}: not a checkpoint (a torch.save file starts with a zip or pickle header; "
+        "this one starts with b'thes')"
+    )
     assert "weights_only" not in line
 
 
 def test_generate_label_on_an_unconditional_generator(runs, tmp_path, capsys):
     assert progrow_main(["generate", "--from", str(runs["on_synthetic"]), "--out", str(tmp_path / "o"), "--label", "3"]) == 2
-    assert _one_error(capsys.readouterr().err) == ("error: --label 3: the generator is unconditional (trained without --cond); "
-                                                   "leave --label out")
+    assert _one_error(capsys.readouterr().err) == (
+        "error: --label 3: the generator is unconditional (trained without --cond); leave --label out"
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -164,11 +174,17 @@ def test_stale_temporaries_of_dead_builds_are_removed(tmp_path):
 
 def test_sigterm_during_a_cache_build_removes_its_temporary(tmp_path):
     out = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, "-m", "progrow", "dataset", "synthetic:0:200000", str(out), "--resolution", "16"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "progrow", "dataset", "synthetic:0:200000", str(out), "--resolution", "16"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 60
-    while time.time() < deadline and not any((p / "level_16.u8").is_file() and (p / "level_16.u8").stat().st_size
-                                             for p in tmp_path.glob("cache.tmp-*")):
+    while time.time() < deadline and not any(
+        (p / "level_16.u8").is_file() and (p / "level_16.u8").stat().st_size for p in tmp_path.glob("cache.tmp-*")
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -200,8 +216,21 @@ def test_metrics_without_weights_keeps_swd_names_the_flag_and_the_real_file(runs
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setattr(torch.hub, "urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
     out = tmp_path / "scores.json"
-    code = progrow_main(["metrics", "--from", str(runs["on_synthetic"]), "--data", str(runs["on_synthetic"] / "dataset"),
-                         "--metrics", "fid,swd", "--samples", "16", "--json", str(out)])
+    code = progrow_main(
+        [
+            "metrics",
+            "--from",
+            str(runs["on_synthetic"]),
+            "--data",
+            str(runs["on_synthetic"] / "dataset"),
+            "--metrics",
+            "fid,swd",
+            "--samples",
+            "16",
+            "--json",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2
     line = _one_error(captured.err)
@@ -215,8 +244,25 @@ def test_metrics_shows_torch_fidelity_progress_on_a_terminal(runs, tmp_path, cap
 
     weights = write_random_inception_weights(tmp_path / "w.pth")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert progrow_main(["fid", "--from", str(runs["on_synthetic"]), "--data", str(runs["on_synthetic"] / "dataset"),
-                         "--samples", "16", "--inception-weights", str(weights), "--device", "cpu", "--no-reference"]) == 0
+    assert (
+        progrow_main(
+            [
+                "fid",
+                "--from",
+                str(runs["on_synthetic"]),
+                "--data",
+                str(runs["on_synthetic"] / "dataset"),
+                "--samples",
+                "16",
+                "--inception-weights",
+                str(weights),
+                "--device",
+                "cpu",
+                "--no-reference",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "16/16" in err and "error:" not in err
 

@@ -4,6 +4,6 @@
 `train` the training script (`python -m progrow.adapters.progan.train`).
 """
 
-from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator, feature_maps
+from .networks import ProGANDiscriminator, ProGANGenerator, feature_maps
 
 __all__ = ["ProGANGenerator", "ProGANDiscriminator", "feature_maps"]

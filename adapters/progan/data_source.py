@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from progrow.data import DataError, open_source
+from progrow.data.sources import SyntheticSource
 
 __all__ = ["DataSource", "inspect_data", "same_source", "describe_source"]
 
@@ -23,7 +24,7 @@ class DataSource:
     identity: dict[str, Any]
     num_images: int
     has_labels: bool
-    num_channels: Optional[int] = None  # known for a cache and the synthetic set
+    num_channels: int | None = None  # known for a cache and the synthetic set
 
     @property
     def description(self) -> str:
@@ -32,25 +33,38 @@ class DataSource:
 
 
 def inspect_data(spec: str) -> DataSource:
-    """Look at `--data` (a cache, a folder, a zip, or `synthetic[:SEED:N]`) without decoding images; `DataError` naming `--data`."""
+    """Look at `--data` (a cache, a folder, a zip, or `synthetic[:SEED:N]`) without decoding images.
+
+    Raises `DataError` naming `--data`.
+    """
     path = Path(spec)
     if not (spec == "synthetic" or spec.startswith("synthetic:")) and path.is_dir() and (path / "meta.json").is_file():
         try:
             meta = json.loads((path / "meta.json").read_text())
-            identity = {"kind": "cache", "path": str(path.resolve()), "content_hash": str(meta["content_hash"]),
-                        "source": str(meta.get("source", "")).split(" (", 1)[0]}
-            return DataSource(spec, "cache", identity, int(meta["num_images"]), bool(meta.get("labels")),
-                              int(meta["num_channels"]))
+            identity = {
+                "kind": "cache",
+                "path": str(path.resolve()),
+                "content_hash": str(meta["content_hash"]),
+                "source": str(meta.get("source", "")).split(" (", 1)[0],
+            }
+            return DataSource(
+                spec, "cache", identity, int(meta["num_images"]), bool(meta.get("labels")), int(meta["num_channels"])
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"--data: {path / 'meta.json'} is not a readable cache description ({type(exc).__name__}: {exc})") from None
+            raise DataError(
+                f"--data: {path / 'meta.json'} is not a readable cache description ({type(exc).__name__}: {exc})"
+            ) from None
     try:
         with open_source(spec) as src:
-            kind: SourceKind = "synthetic" if src.description.startswith("synthetic:") else (
-                "zip" if src.description.startswith("zip ") else "folder")
-            if kind == "synthetic":
+            kind: SourceKind = (
+                "synthetic"
+                if src.description.startswith("synthetic:")
+                else ("zip" if src.description.startswith("zip ") else "folder")
+            )
+            if isinstance(src, SyntheticSource):
                 canonical = src.description.split(" ", 1)[0]
                 identity = {"kind": kind, "spec": canonical}
-                channels = getattr(src, "shapes").num_channels
+                channels = src.shapes.num_channels
             else:
                 identity = {"kind": kind, "path": str(path.resolve())}
                 channels = None

@@ -8,8 +8,9 @@ penalties. Works with NCCL on GPUs and with gloo on CPUs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 import progrow as pg
-from progrow.adapters.progan.networks import ProGANGenerator
-from progrow.adapters.progan.presets import ProGANPreset
+
+from .networks import ProGANGenerator
+from .presets import ProGANPreset
 
 __all__ = ["export_generator", "load_generator", "generator_from_checkpoint"]
 
 EXPORT_FORMAT = "progrow.progan.generator/1"
 
 
-def export_generator(G: pg.ProgressiveGenerator, stem: Union[str, Path], *, preset: ProGANPreset, num_classes: int,
-                     img_channels: int, state: pg.GrowthState) -> tuple[Path, Path]:
+def export_generator(
+    G: pg.ProgressiveGenerator,
+    stem: str | Path,
+    *,
+    preset: ProGANPreset,
+    num_classes: int,
+    img_channels: int,
+    state: pg.GrowthState,
+) -> tuple[Path, Path]:
     """Write `<stem>.safetensors` (the weights) and `<stem>.json` (what rebuilds the network, and the state it runs at)."""
     from safetensors.torch import save_file
 
@@ -40,11 +48,16 @@ def export_generator(G: pg.ProgressiveGenerator, stem: Union[str, Path], *, pres
 
 def generator_kwargs(preset: ProGANPreset, num_classes: int) -> dict[str, Any]:
     """Keyword arguments of `ProGANGenerator` for a preset."""
-    return {"resolution": preset.resolution, "latent_dim": preset.latent_dim, "num_classes": num_classes,
-            "fmap_base": preset.fmap_base, "fmap_max": preset.fmap_max}
+    return {
+        "resolution": preset.resolution,
+        "latent_dim": preset.latent_dim,
+        "num_classes": num_classes,
+        "fmap_base": preset.fmap_base,
+        "fmap_max": preset.fmap_max,
+    }
 
 
-def load_generator(path: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
+def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
     """Rebuild an exported generator from `<stem>.safetensors` (its `<stem>.json` beside it); returns (G, config).
 
     The generator is bound to the growth state it was exported at, so `G(z)` works at once.
@@ -66,7 +79,9 @@ def load_generator(path: Union[str, Path], *, device: Union[str, torch.device] =
     return G.to(device).eval(), config
 
 
-def generator_from_checkpoint(path: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
+def generator_from_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
     """Rebuild G_ema from a training checkpoint, bound to the growth state the checkpoint was taken at."""
     from progrow.checkpoint import load_checkpoint
 

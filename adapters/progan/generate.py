@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
 import progrow as pg
-from progrow.adapters.cli_help import HelpFormatter
-from progrow.adapters.progan.export import generator_from_checkpoint, load_generator
 from progrow.checkpoint import CheckpointError, latest_checkpoint
+from progrow.images import to_pil, to_uint8
+from progrow.metrics.images import resolve_latent_dim
 
-__all__ = ["load_any", "generate_main", "interpolate_main", "slerp", "build_generate_parser",
-           "build_interpolate_parser", "LoadError", "check_output_file", "check_output_folder"]
+from ..cli_help import HelpFormatter
+from .export import generator_from_checkpoint, load_generator
+
+__all__ = [
+    "load_any",
+    "generate_main",
+    "interpolate_main",
+    "slerp",
+    "build_generate_parser",
+    "build_interpolate_parser",
+    "LoadError",
+    "check_output_file",
+    "check_output_folder",
+]
 
 MAX_SEED = 2**32 - 1
 
@@ -54,24 +66,12 @@ def _load_any(source: str, *, device: str) -> pg.ProgressiveGenerator:
     raise LoadError(f"--from: {path}: no such run folder, export or checkpoint")
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """`[N, C, H, W]` in [-1, 1] → uint8 `[N, C, H, W]` in 0..255."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-
-
-def _pil(image: torch.Tensor):  # noqa: ANN202
-    from PIL import Image
-
-    array = image.permute(1, 2, 0).numpy()
-    return Image.fromarray(array[:, :, 0], mode="L") if array.shape[2] == 1 else Image.fromarray(array, mode="RGB")
-
-
 def _latents(G: pg.ProgressiveGenerator, seeds: Sequence[int]) -> torch.Tensor:
-    dim = G.net.latent_dim
+    dim = resolve_latent_dim(G, None)
     return torch.stack([torch.randn(dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
-def _labels(G: pg.ProgressiveGenerator, n: int, label: Optional[int]) -> dict:
+def _labels(G: pg.ProgressiveGenerator, n: int, label: int | None) -> dict:
     classes = getattr(G.net, "num_classes", 0)
     if not classes:
         return {}
@@ -79,7 +79,7 @@ def _labels(G: pg.ProgressiveGenerator, n: int, label: Optional[int]) -> dict:
     return {"labels": labels}
 
 
-def _check_label(G: pg.ProgressiveGenerator, label: Optional[int]) -> Optional[str]:
+def _check_label(G: pg.ProgressiveGenerator, label: int | None) -> str | None:
     """Why `--label` does not fit the generator (unconditional, or out of its classes), or None."""
     if label is None:
         return None
@@ -91,7 +91,7 @@ def _check_label(G: pg.ProgressiveGenerator, label: Optional[int]) -> Optional[s
     return None
 
 
-def check_output_file(text: str, option: str) -> Optional[str]:
+def check_output_file(text: str, option: str) -> str | None:
     """Why `text` cannot be written as a file (it is a folder, or a parent is a file), or None."""
     path = Path(text)
     if path.is_dir():
@@ -99,7 +99,7 @@ def check_output_file(text: str, option: str) -> Optional[str]:
     return _parents_problem(path, option)
 
 
-def check_output_folder(text: str, option: str) -> Optional[str]:
+def check_output_folder(text: str, option: str) -> str | None:
     """Why `text` cannot be used as an output folder (it, or a parent, is a file), or None."""
     path = Path(text)
     if path.exists() and not path.is_dir():
@@ -107,7 +107,7 @@ def check_output_folder(text: str, option: str) -> Optional[str]:
     return _parents_problem(path, option)
 
 
-def _parents_problem(path: Path, option: str) -> Optional[str]:
+def _parents_problem(path: Path, option: str) -> str | None:
     for parent in path.parents:
         if parent.exists():
             return None if parent.is_dir() else f"{option}: {path} cannot be created: {parent} is a file"
@@ -131,7 +131,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _load_or_none(source: str) -> Optional[pg.ProgressiveGenerator]:
+def _load_or_none(source: str) -> pg.ProgressiveGenerator | None:
     """`load_any`, with a failure printed as one error line (None then)."""
     try:
         return load_any(source)
@@ -142,8 +142,11 @@ def _load_or_none(source: str) -> Optional[pg.ProgressiveGenerator]:
 
 def build_generate_parser() -> argparse.ArgumentParser:
     """The options of `progrow generate`."""
-    p = argparse.ArgumentParser(prog="progrow generate", description="Write images sampled from a trained generator (G_ema).",
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="progrow generate",
+        description="Write images sampled from a trained generator (G_ema).",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--from", dest="source", required=True, help="run folder, generator.safetensors export, or checkpoint .pt")
     p.add_argument("--out", required=True, help="folder for the PNG files")
     p.add_argument("--n", type=int, default=16, help="number of images")
@@ -154,9 +157,11 @@ def build_generate_parser() -> argparse.ArgumentParser:
 
 def build_interpolate_parser() -> argparse.ArgumentParser:
     """The options of `progrow interpolate`."""
-    p = argparse.ArgumentParser(prog="progrow interpolate",
-                                description="A latent interpolation through the given seeds, as a PNG strip and an animated GIF.",
-                                formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="progrow interpolate",
+        description="A latent interpolation through the given seeds, as a PNG strip and an animated GIF.",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--from", dest="source", required=True, help="run folder, generator.safetensors export, or checkpoint .pt")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated latent seeds to pass through (at least two)")
     p.add_argument("--steps", type=int, default=8, help="frames between two consecutive seeds")
@@ -165,7 +170,7 @@ def build_interpolate_parser() -> argparse.ArgumentParser:
     return p
 
 
-def generate_main(argv: Optional[Sequence[str]] = None) -> int:
+def generate_main(argv: Sequence[str] | None = None) -> int:
     """`progrow generate`: the exit code (2 for bad input, with one `error:` line)."""
     args = build_generate_parser().parse_args(argv)
     if args.n < 1:
@@ -185,14 +190,14 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seed, args.seed + args.n))
     with torch.no_grad():
-        images = to_uint8(G(_latents(G, seeds), **_labels(G, args.n, args.label)))
-    for seed, image in zip(seeds, images):
-        _pil(image).save(out / f"seed{seed:06d}.png")
+        images = to_uint8(G(_latents(G, seeds), **_labels(G, args.n, args.label))).cpu()
+    for seed, image in zip(seeds, images, strict=True):
+        to_pil(image).save(out / f"seed{seed:06d}.png")
     print(f"wrote {args.n} images of {images.shape[-1]}² to {out}")
     return 0
 
 
-def interpolate_main(argv: Optional[Sequence[str]] = None) -> int:
+def interpolate_main(argv: Sequence[str] | None = None) -> int:
     """`progrow interpolate`: the exit code (2 for bad input, with one `error:` line)."""
     args = build_interpolate_parser().parse_args(argv)
     try:
@@ -219,12 +224,12 @@ def interpolate_main(argv: Optional[Sequence[str]] = None) -> int:
     frames.append(keys[-1])
     z = torch.stack(frames)
     with torch.no_grad():
-        images = to_uint8(G(z, **_labels(G, len(frames), args.label)))
+        images = to_uint8(G(z, **_labels(G, len(frames), args.label))).cpu()
     strip = torch.cat(list(images), dim=-1)  # [C, H, W·frames]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _pil(strip).save(out)
-    pil_frames = [_pil(im) for im in images]
+    to_pil(strip).save(out)
+    pil_frames = [to_pil(im) for im in images]
     gif = out.with_suffix(".gif")
     pil_frames[0].save(gif, save_all=True, append_images=pil_frames[1:], duration=80, loop=0)
     print(f"wrote {len(frames)} frames to {out} and {gif}")

@@ -17,7 +17,7 @@ __all__ = ["evaluate_groups", "reference_groups"]
 
 
 def _groups(names: Sequence[str]) -> list[list[str]]:
-    fidelity = [n for n in names if n in FIDELITY_METRICS]  # one torch-fidelity extraction for all three
+    fidelity: list[str] = [n for n in names if n in FIDELITY_METRICS]  # one torch-fidelity extraction for all three
     return ([fidelity] if fidelity else []) + [[n] for n in names if n not in FIDELITY_METRICS]
 
 

@@ -5,26 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import progrow as pg
-from progrow.adapters.cli_help import HelpFormatter
-from progrow.adapters.devices import resolve_device
-from progrow.adapters.progan.generate import MAX_SEED, LoadError, check_output_file, load_any
-from progrow.adapters.progan.metric_groups import evaluate_groups, reference_groups
 from progrow.data import DataError, MultiResDataset
 from progrow.metrics import METRICS
 from progrow.metrics.fidelity import FIDELITY_METRICS
 from progrow.metrics.inception import check_weights_file
 from progrow.state import is_power_of_two
 
+from ..cli_help import HelpFormatter
+from ..devices import resolve_device
+from .generate import MAX_SEED, LoadError, check_output_file, load_any
+from .metric_groups import evaluate_groups, reference_groups
+
 __all__ = ["metrics_main", "fid_main", "build_parser"]
 
 _DESCRIPTIONS = {
     "metrics": "Metrics of G_ema against the real images of the same resolution, each beside its real-vs-real value.",
     "fid": "FID (Fréchet Inception Distance, torch-fidelity's InceptionV3) of G_ema against the real images of the\n"
-           "same resolution. `progrow metrics` computes the others (KID, IS, SWD, MS-SSIM).",
+    "same resolution. `progrow metrics` computes the others (KID, IS, SWD, MS-SSIM).",
 }
 
 
@@ -35,20 +37,30 @@ def build_parser(prog: str = "progrow metrics", *, fid: bool = False) -> argpars
     p.add_argument("--data", required=True, help="dataset cache (made by `progrow dataset`, or a run's dataset/ folder)")
     if not fid:
         p.add_argument("--metrics", default="fid,swd", help=f"comma-separated: {', '.join(METRICS)}")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="evaluate at this resolution, stable (default: the resolution and alpha the generator was saved at)")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="evaluate at this resolution, stable (default: the resolution and alpha the generator was saved at)",
+    )
     p.add_argument("--samples", type=int, default=10_000, help="generated images (at least 2)")
-    p.add_argument("--inception-weights", default=None,
-                   help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 state dict, "
-                        "the file weights-inception-2015-12-05-6726825d.pth; default: torch-fidelity's download cache)")
+    p.add_argument(
+        "--inception-weights",
+        default=None,
+        help="local InceptionV3 weights for fid/kid/is (torch-fidelity's pt_inception-2015-12-05 state dict, "
+        "the file weights-inception-2015-12-05-6726825d.pth; default: torch-fidelity's download cache)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--seed", type=int, default=0, help=f"latent seed, 0..{MAX_SEED}")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--no-reference", action="store_true",
-                   help="leave out the 'real vs real' column: each metric for two disjoint sets of the dataset's reals (as many "
-                        "as --samples each), what a perfect generator would score. The first time for a dataset, resolution "
-                        "and sample count it costs as much as the metrics themselves; then it is read from "
-                        "$TORCH_HOME/fidelity_cache")
+    p.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="leave out the 'real vs real' column: each metric for two disjoint sets of the dataset's reals (as many "
+        "as --samples each), what a perfect generator would score. The first time for a dataset, resolution "
+        "and sample count it costs as much as the metrics themselves; then it is read from "
+        "$TORCH_HOME/fidelity_cache",
+    )
     return p
 
 
@@ -57,7 +69,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _check(args: argparse.Namespace, names: list[str]) -> Optional[str]:
+def _check(args: argparse.Namespace, names: list[str]) -> str | None:
     """The first problem of the command line that needs no model or dataset, or None."""
     unknown = [m for m in names if m not in METRICS]
     if not names or unknown:
@@ -80,7 +92,8 @@ def _check(args: argparse.Namespace, names: list[str]) -> Optional[str]:
     if args.inception_weights is not None:
         weights = Path(args.inception_weights)
         if not weights.is_file():
-            return f"--inception-weights: {weights}{' is a folder; expected the weights file' if weights.is_dir() else ': no such file'}"
+            what = " is a folder; expected the weights file" if weights.is_dir() else ": no such file"
+            return f"--inception-weights: {weights}{what}"
         try:
             check_weights_file(weights, option="--inception-weights")
         except ValueError as exc:
@@ -88,7 +101,7 @@ def _check(args: argparse.Namespace, names: list[str]) -> Optional[str]:
     return None
 
 
-def _run(argv: Optional[Sequence[str]], prog: str, *, fid: bool) -> int:
+def _run(argv: Sequence[str] | None, prog: str, *, fid: bool) -> int:
     args = build_parser(prog, fid=fid).parse_args(argv)
     names = ["fid"] if fid else [m.strip() for m in args.metrics.split(",") if m.strip()]
     problem = _check(args, names)
@@ -115,7 +128,7 @@ def _run(argv: Optional[Sequence[str]], prog: str, *, fid: bool) -> int:
     if any(n in FIDELITY_METRICS for n in names):
         options.update(weights_path=args.inception_weights, verbose=sys.stderr.isatty())  # torch-fidelity's progress bars
     scores, errors = evaluate_groups(names, G, state, dataset, **options)
-    reference: Optional[dict[str, float]] = None
+    reference: dict[str, float] | None = None
     warnings: dict[str, str] = {}
     scored = [n for n in names if not any(n in group.split(",") for group in errors)]
     if scored and not args.no_reference:
@@ -123,8 +136,15 @@ def _run(argv: Optional[Sequence[str]], prog: str, *, fid: bool) -> int:
     if scores:
         _print_table(scores, reference, state, args.samples, dataset.num_images)
     if args.json and scores:
-        record = {"source": args.source, "data": args.data, "resolution": state.resolution, "alpha": state.alpha,
-                  "samples": args.samples, **scores, **({"errors": errors} if errors else {})}
+        record = {
+            "source": args.source,
+            "data": args.data,
+            "resolution": state.resolution,
+            "alpha": state.alpha,
+            "samples": args.samples,
+            **scores,
+            **({"errors": errors} if errors else {}),
+        }
         if reference is not None:
             record["real_vs_real"] = reference
             if warnings:
@@ -138,8 +158,9 @@ def _run(argv: Optional[Sequence[str]], prog: str, *, fid: bool) -> int:
     return 2 if errors else 0
 
 
-def _print_table(scores: dict[str, float], reference: Optional[dict[str, float]], state: pg.GrowthState, samples: int,
-                 num_images: int) -> None:
+def _print_table(
+    scores: dict[str, float], reference: dict[str, float] | None, state: pg.GrowthState, samples: int, num_images: int
+) -> None:
     """The scores, one a line, with the real-vs-real value beside each (`—` where there is none) unless `reference` is None."""
     where = f"({state.resolution}², alpha {state.alpha:g}, {samples} samples)"
     if reference is None:
@@ -153,15 +174,17 @@ def _print_table(scores: dict[str, float], reference: Optional[dict[str, float]]
         print(f"{key:<12} {value:>14.6f} {floor}")
     count = int(reference.get("num_samples", samples))
     if count < samples:
-        print(f"real vs real: two sets of {count} reals (the {state.resolution}² level has {num_images} images, "
-              f"fewer than 2 × {samples})")
+        print(
+            f"real vs real: two sets of {count} reals (the {state.resolution}² level has {num_images} images, "
+            f"fewer than 2 × {samples})"
+        )
 
 
-def metrics_main(argv: Optional[Sequence[str]] = None) -> int:
+def metrics_main(argv: Sequence[str] | None = None) -> int:
     """`progrow metrics`."""
     return _run(argv, "progrow metrics", fid=False)
 
 
-def fid_main(argv: Optional[Sequence[str]] = None) -> int:
+def fid_main(argv: Sequence[str] | None = None) -> int:
     """`progrow fid`: `progrow metrics --metrics fid`."""
     return _run(argv, "progrow fid", fid=True)

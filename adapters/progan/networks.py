@@ -7,7 +7,7 @@ add the toRGB (linear, gain 1) / fromRGB (LeakyReLU 0.2) layers, the resampling 
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -64,12 +64,14 @@ class ProGANGenerator(nn.Module):
         super().__init__()
         self.resolutions = _resolutions(resolution)
         self.latent_dim, self.num_classes = latent_dim, num_classes
-        self._fmaps = {r: feature_maps(r, fmap_base=fmap_base, fmap_decay=fmap_decay, fmap_max=fmap_max) for r in self.resolutions}
+        self._fmaps = {
+            r: feature_maps(r, fmap_base=fmap_base, fmap_decay=fmap_decay, fmap_max=fmap_max) for r in self.resolutions
+        }
         c4 = self._fmaps[4]
         self.latent_norm = PixelNorm() if normalize_latents else nn.Identity()
         self.dense = EqualizedLinear(latent_dim + num_classes, c4 * 16, gain=math.sqrt(2) / 4)
         self.dense_norm = PixelNorm() if pixelnorm else nn.Identity()
-        blocks = {"4": _ConvAct(c4, c4, pixelnorm=pixelnorm)}
+        blocks: dict[str, nn.Module] = {"4": _ConvAct(c4, c4, pixelnorm=pixelnorm)}
         for r in self.resolutions[1:]:
             c_prev, c = self._fmaps[r // 2], self._fmaps[r]
             blocks[str(r)] = nn.Sequential(_ConvAct(c_prev, c, pixelnorm=pixelnorm), _ConvAct(c, c, pixelnorm=pixelnorm))
@@ -79,7 +81,7 @@ class ProGANGenerator(nn.Module):
         """Feature maps produced at `resolution`."""
         return self._fmaps[resolution]
 
-    def features(self, z: Tensor, *, until: int, labels: Optional[Tensor] = None) -> Iterator[tuple[int, Tensor]]:
+    def features(self, z: Tensor, *, until: int, labels: Tensor | None = None) -> Iterator[tuple[int, Tensor]]:
         """Yield `(r, [N, C(r), r, r])` for r = 4 … `until` from latents `[N, latent_dim]` (labels `[N]` if conditional)."""
         x = z
         if self.num_classes:

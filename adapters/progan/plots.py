@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import pairwise
 from pathlib import Path
-from typing import Optional
 
 __all__ = ["plot_metrics"]
 
 _METRIC_KEY = re.compile(r"^([a-z_]+)@(\d+)$")
 
 
-def plot_metrics(log_path: Path, out_dir: Path) -> Optional[list[Path]]:
+def plot_metrics(log_path: Path, out_dir: Path) -> list[Path] | None:
     """Write `<out_dir>/<metric>.png` for every `metric@R` key in the JSONL log; None without matplotlib."""
     try:
         import matplotlib
@@ -28,7 +28,7 @@ def plot_metrics(log_path: Path, out_dir: Path) -> Optional[list[Path]]:
             m = _METRIC_KEY.match(key)
             if m and isinstance(value, (int, float)):
                 series.setdefault(m.group(1), []).append((r["kimg"], float(value), int(m.group(2))))
-    stage_starts = [b["kimg"] for a, b in zip(records, records[1:]) if b.get("stage") != a.get("stage")]
+    stage_starts = [b["kimg"] for a, b in pairwise(records) if b.get("stage") != a.get("stage")]
     written: list[Path] = []
     if series:
         out_dir.mkdir(parents=True, exist_ok=True)

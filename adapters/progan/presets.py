@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from progrow import ScheduleConfig
 
@@ -66,14 +67,29 @@ def _cpu_demo() -> ProGANPreset:
     # R1 learns a 4² stage in far fewer images than WGAN-GP on a CPU (and skips the penalty's interpolated
     # batch); batch 32 uses a CPU core better than 16; more images go where they are cheap (4²–16²).
     schedule = ScheduleConfig(
-        start_resolution=4, final_resolution=32, fade_kimg=12.0, stable_kimg=12.0,
-        fade_kimg_per_res={8: 16.0, 16: 16.0}, stable_kimg_per_res={4: 24.0, 8: 16.0, 16: 16.0},
-        batch_size=32, lr=2e-3, reset_optimizers="stage",
+        start_resolution=4,
+        final_resolution=32,
+        fade_kimg=12.0,
+        stable_kimg=12.0,
+        fade_kimg_per_res={8: 16.0, 16: 16.0},
+        stable_kimg_per_res={4: 24.0, 8: 16.0, 16: 16.0},
+        batch_size=32,
+        lr=2e-3,
+        reset_optimizers="stage",
     )
     return ProGANPreset(
-        name="cpu-demo", resolution=32, schedule=schedule, latent_dim=128, fmap_base=256, fmap_max=64,
-        loss="logistic", r1_gamma=1.0, ema_beta=0.99, tick_kimg={4: 8.0, 8: 8.0, 16: 8.0, 32: 4.0},
-        checkpoint_ticks=4, grid_size=16,
+        name="cpu-demo",
+        resolution=32,
+        schedule=schedule,
+        latent_dim=128,
+        fmap_base=256,
+        fmap_max=64,
+        loss="logistic",
+        r1_gamma=1.0,
+        ema_beta=0.99,
+        tick_kimg={4: 8.0, 8: 8.0, 16: 8.0, 32: 4.0},
+        checkpoint_ticks=4,
+        grid_size=16,
     )
 
 
@@ -81,11 +97,11 @@ def _cpu_demo_64() -> ProGANPreset:
     # cpu-demo with a 64² stage on top (8 feature maps there): about 2,400 CPU-seconds single-threaded.
     demo = _cpu_demo()
     schedule = demo.schedule.replace(
-        final_resolution=64, fade_kimg_per_res={**demo.schedule.fade_kimg_per_res, 32: 12.0, 64: 12.0},
+        final_resolution=64,
+        fade_kimg_per_res={**demo.schedule.fade_kimg_per_res, 32: 12.0, 64: 12.0},
         stable_kimg_per_res={**demo.schedule.stable_kimg_per_res, 32: 12.0, 64: 12.0},
     )
-    return replace(demo, name="cpu-demo-64", resolution=64, schedule=schedule,
-                   tick_kimg={**demo.tick_kimg, 64: 4.0})
+    return replace(demo, name="cpu-demo-64", resolution=64, schedule=schedule, tick_kimg={**demo.tick_kimg, 64: 4.0})
 
 
 PRESETS = {"paper-1024": _paper_1024, "official-1024": _official_1024, "cpu-demo": _cpu_demo, "cpu-demo-64": _cpu_demo_64}

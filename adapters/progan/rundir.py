@@ -12,9 +12,8 @@ def remove_empty_tree(root: Path) -> bool:
     """Remove `root` if it and every folder below it hold no file (never a file); True if it is gone."""
     if not root.is_dir():
         return not root.exists()
-    for folder, _, files in os.walk(root):
-        if files:
-            return False
+    if any(files for _, _, files in os.walk(root)):
+        return False
     for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(Path(entry[0]).parts)):
         try:
             os.rmdir(folder)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any, Optional, Sequence
+from typing import Any
 
 __all__ = ["StopSignals", "parse_signals"]
 
@@ -26,10 +27,10 @@ class StopSignals:
 
     def __init__(self, signals: Sequence[signal.Signals]) -> None:
         self.signals = tuple(signals)
-        self.received: Optional[int] = None
+        self.received: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
 
-    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
 
     def __enter__(self) -> StopSignals:

@@ -9,9 +9,10 @@ import math
 import os
 import shutil
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Literal, Optional, Union
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -60,24 +61,26 @@ class CachePlan:
 
     def describe(self) -> str:
         """One line: `building <out>: N images, C channel(s), levels 4..1024 (9), 41.9 GB (69.0 GB free)`."""
-        return (f"building {self.out}: {self.num_images} images, {self.num_channels} channel(s), levels "
-                f"{self.resolutions[0]}..{self.resolutions[-1]} ({len(self.resolutions)}), {format_bytes(self.num_bytes)} "
-                f"({format_bytes(self.free_bytes)} free)")
+        return (
+            f"building {self.out}: {self.num_images} images, {self.num_channels} channel(s), levels "
+            f"{self.resolutions[0]}..{self.resolutions[-1]} ({len(self.resolutions)}), {format_bytes(self.num_bytes)} "
+            f"({format_bytes(self.free_bytes)} free)"
+        )
 
 
 def build_cache(
     source: SourceSpec,
-    out_dir: Union[str, "os.PathLike[str]"],
+    out_dir: str | os.PathLike[str],
     *,
     resolution: int,
     min_resolution: int = 4,
     crop: Crop = "center",
     channels: Channels = "keep",
     upscale: bool = False,
-    max_images: Optional[int] = None,
+    max_images: int | None = None,
     bad_images: BadImagePolicy = "error",
-    progress: Optional[Callable[[int, int], None]] = None,
-    on_plan: Optional[Callable[[CachePlan], None]] = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[CachePlan], None] | None = None,
 ) -> Path:
     """Build the multi-resolution cache of `source` in `out_dir` and return its path.
 
@@ -119,23 +122,35 @@ def build_cache(
     with open_source(source, max_images=max_images) as src:
         unreadable: dict[int, str] = {}
         misfits: dict[int, tuple[str, str]] = {}
-        num_channels = src.scan(resolution, crop=crop, channels=channels, upscale=upscale, unreadable=unreadable,
-                                misfits=misfits)
+        num_channels = src.scan(resolution, crop=crop, channels=channels, upscale=upscale, unreadable=unreadable, misfits=misfits)
         num_images = len(src)
         labels = src.labels
-        plan = CachePlan(out, num_images, num_channels, resolutions, cache_bytes(num_images, num_channels, resolutions),
-                         free_bytes(out))
+        plan = CachePlan(
+            out, num_images, num_channels, resolutions, cache_bytes(num_images, num_channels, resolutions), free_bytes(out)
+        )
         if on_plan is not None:
             on_plan(plan)
-        check_free_space(out, plan.num_bytes, what=f"the cache of {num_images} images at {resolution}² ({len(resolutions)} levels)")
+        check_free_space(
+            out, plan.num_bytes, what=f"the cache of {num_images} images at {resolution}² ({len(resolutions)} levels)"
+        )
         remove_stale_temporaries(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_name(out, os.getpid())
         tmp.mkdir()
         try:
             with terminate_as_exit():
-                digest = _write_levels(src, tmp, resolutions, num_channels, crop=crop, upscale=upscale,
-                                       unreadable=unreadable, misfits=misfits, bad_images=bad_images, progress=progress)
+                digest = _write_levels(
+                    src,
+                    tmp,
+                    resolutions,
+                    num_channels,
+                    crop=crop,
+                    upscale=upscale,
+                    unreadable=unreadable,
+                    misfits=misfits,
+                    bad_images=bad_images,
+                    progress=progress,
+                )
             failure = _problems(num_images, resolution, misfits, unreadable, bad_images)
             if failure:
                 raise DataError(failure)
@@ -166,8 +181,10 @@ def build_cache(
             os.rename(tmp, out)  # atomic; `out` is absent or an empty folder
         except OSError as exc:  # reading is done by the source (its errors are DataError): a failed write
             shutil.rmtree(tmp, ignore_errors=True)
-            raise DataError(f"could not write the cache {out.name} in {out.parent} ({format_bytes(free_bytes(out))} "
-                            f"free): {exc.strerror or exc}; nothing was kept") from None
+            raise DataError(
+                f"could not write the cache {out.name} in {out.parent} ({format_bytes(free_bytes(out))} "
+                f"free): {exc.strerror or exc}; nothing was kept"
+            ) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -175,9 +192,17 @@ def build_cache(
 
 
 def _write_levels(
-    src: Any, tmp: Path, resolutions: tuple[int, ...], num_channels: int, *, crop: Crop, upscale: bool,
-    unreadable: dict[int, str], misfits: dict[int, tuple[str, str]], bad_images: BadImagePolicy,
-    progress: Optional[Callable[[int, int], None]],
+    src: Any,
+    tmp: Path,
+    resolutions: tuple[int, ...],
+    num_channels: int,
+    *,
+    crop: Crop,
+    upscale: bool,
+    unreadable: dict[int, str],
+    misfits: dict[int, tuple[str, str]],
+    bad_images: BadImagePolicy,
+    progress: Callable[[int, int], None] | None,
 ) -> Any:
     """Decode every image once and append its pyramid to the level files (none once a problem is known); the hasher."""
     hasher = hashlib.sha256()
@@ -212,8 +237,9 @@ def _write_levels(
     return hasher
 
 
-def _problems(num_images: int, resolution: int, misfits: dict[int, tuple[str, str]], unreadable: dict[int, str],
-              bad_images: BadImagePolicy) -> Optional[str]:
+def _problems(
+    num_images: int, resolution: int, misfits: dict[int, tuple[str, str]], unreadable: dict[int, str], bad_images: BadImagePolicy
+) -> str | None:
     """The one message listing every problem of the source by kind, with the option that resolves each; None if none."""
     report_unreadable = bool(unreadable) and (bad_images == "error" or len(unreadable) == num_images)
     if not misfits and not report_unreadable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from progrow.data.cache import CachePlan, build_cache
 from progrow.data.dataset import MultiResDataset
@@ -17,7 +17,7 @@ __all__ = ["main", "build_parser"]
 
 _POLICY = f"""\
 sources:
-  a folder      every {', '.join('*' + e for e in IMAGE_EXTENSIONS)} below it (any letter case), sorted by relative path
+  a folder      every {", ".join("*" + e for e in IMAGE_EXTENSIONS)} below it (any letter case), sorted by relative path
   a .zip        a StyleGAN2-ADA dataset zip: its images sorted by name
   synthetic     the built-in SyntheticShapes dataset; synthetic:SEED:N picks seed and count (default 0 and 10000)
   A dataset.json at the root of a folder or zip, {{"labels": [["path.png", int], ...]}}, gives labels.
@@ -59,7 +59,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The argument parser (every option's help states its default)."""
     parser = argparse.ArgumentParser(
         prog=prog or "python -m progrow.data",
@@ -72,34 +72,42 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--resolution", required=True, type=_power_of_two, metavar="R", help="top resolution, a power of two (required)"
     )
+    parser.add_argument("--min-resolution", type=_power_of_two, default=4, metavar="R", help="lowest level stored (default: 4)")
     parser.add_argument(
-        "--min-resolution", type=_power_of_two, default=4, metavar="R", help="lowest level stored (default: 4)"
-    )
-    parser.add_argument(
-        "--crop", choices=CROP_POLICIES, default="center",
+        "--crop",
+        choices=CROP_POLICIES,
+        default="center",
         help="center: crop the largest centred square; none: non-square images are an error (default: center)",
     )
     parser.add_argument(
-        "--channels", choices=CHANNEL_POLICIES, default="keep",
+        "--channels",
+        choices=CHANNEL_POLICIES,
+        default="keep",
         help="keep: 1 channel if every image is grayscale, else RGB; rgb: always 3 channels (default: keep)",
     )
     parser.add_argument(
-        "--upscale", action="store_true",
+        "--upscale",
+        action="store_true",
         help="enlarge images smaller than R with LANCZOS instead of failing (default: off)",
     )
     parser.add_argument(
-        "--bad-images", choices=("error", "skip"), default="error",
+        "--bad-images",
+        choices=("error", "skip"),
+        default="error",
         help="images that cannot be decoded: error lists them all and writes nothing; skip leaves them out "
-             "and records them in meta.json (default: error)",
+        "and records them in meta.json (default: error)",
     )
     parser.add_argument(
-        "--max-images", type=_positive_int, default=None, metavar="N",
+        "--max-images",
+        type=_positive_int,
+        default=None,
+        metavar="N",
         help="use only the first N images in source order (default: all)",
     )
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     """Run the command line with `argv` (default `sys.argv[1:]`); the exit status (0, or 2 for bad input)."""
     parser = build_parser(prog)
     try:
@@ -108,8 +116,11 @@ def main(argv: Optional[Sequence[str]] = None, *, prog: Optional[str] = None) ->
         return exc.code if isinstance(exc.code, int) else 2
     progress = _progress if sys.stderr.isatty() else None
     if args.min_resolution > args.resolution:
-        print(f"{parser.prog}: error: --min-resolution: expected at most --resolution ({args.resolution}), "
-              f"got {args.min_resolution}", file=sys.stderr)
+        print(
+            f"{parser.prog}: error: --min-resolution: expected at most --resolution ({args.resolution}), "
+            f"got {args.min_resolution}",
+            file=sys.stderr,
+        )
         return 2
     try:
         with open_source(args.source, max_images=args.max_images):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, NoReturn, Optional, Union
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class MultiResDataset:
     every level file and of `labels.npy`; `verify()` also recomputes the content hash.
     """
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
             raise DataError(f"{self.path}: no such cache folder (build one with `python -m progrow.data SOURCE OUT`)")
@@ -54,7 +55,7 @@ class MultiResDataset:
             not isinstance(resolutions, list)
             or not resolutions
             or not all(is_power_of_two(r) for r in resolutions)
-            or any(b != 2 * a for a, b in zip(resolutions, resolutions[1:]))
+            or any(b != 2 * a for a, b in pairwise(resolutions))
         ):
             self._bad("resolutions", "a non-empty list of powers of two, each double the one before")
         self.resolutions: tuple[int, ...] = tuple(resolutions)
@@ -65,7 +66,7 @@ class MultiResDataset:
         self.source: str = str(meta.get("source", ""))
         for r in self.resolutions:
             self._check_size(self.path / level_file(r), self.num_images * self.num_channels * r * r)
-        self.labels: Optional[np.ndarray] = self._read_labels()
+        self.labels: np.ndarray | None = self._read_labels()
         self._levels: dict[int, np.memmap] = {}
 
     # ------------------------------------------------------------------------------------------ access
@@ -124,7 +125,7 @@ class MultiResDataset:
         value = self.meta.get(field)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             self._bad(field, f"an int ≥ {minimum}")
-        return value  # type: ignore[return-value]
+        return value
 
     def _check_size(self, path: Path, expected: int) -> None:
         if not path.is_file():
@@ -136,7 +137,7 @@ class MultiResDataset:
                 f"found {size}"
             )
 
-    def _read_labels(self) -> Optional[np.ndarray]:
+    def _read_labels(self) -> np.ndarray | None:
         name = self.meta.get("labels")
         if name is None:
             return None

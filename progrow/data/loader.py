@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Optional, Union
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ __all__ = ["ImageSampler", "to_float"]
 class _HostBatch(NamedTuple):
     images: np.ndarray  # uint8 [B, C, R, R]
     flips: np.ndarray  # bool [B]
-    labels: Optional[np.ndarray]  # int64 [B] or None
+    labels: np.ndarray | None  # int64 [B] or None
     mirrored: bool  # True if the flagged rows are already flipped
 
 
@@ -72,9 +73,7 @@ class ImageSampler:
         if not _is_int(batch_size) or batch_size < 1:
             raise ValueError(f"ImageSampler: batch_size expected an int ≥ 1, got {batch_size!r}")
         if batch_size % self.world_size:
-            raise ValueError(
-                f"ImageSampler: the global batch size {batch_size} is not divisible by world_size {self.world_size}"
-            )
+            raise ValueError(f"ImageSampler: the global batch size {batch_size} is not divisible by world_size {self.world_size}")
         n = self.dataset.num_images
         indices, flips = [], []
         need = batch_size
@@ -93,9 +92,7 @@ class ImageSampler:
         flags = np.concatenate(flips)[lo:hi] if self.mirror else np.zeros(per_rank, dtype=bool)
         return mine, flags
 
-    def next_batch(
-        self, resolution: int, batch_size: int, *, device: Union[str, torch.device] = "cpu"
-    ) -> tuple[Tensor, Optional[Tensor]]:
+    def next_batch(self, resolution: int, batch_size: int, *, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor | None]:
         """The next batch at `resolution`: uint8 images `[B/W, C, R, R]` and int64 labels `[B/W]` (or None), on `device`.
 
         `batch_size` is the global batch (W = world_size). Mirrored images are flipped horizontally: on the
@@ -125,7 +122,7 @@ class ImageSampler:
         return _HostBatch(batch, flips, labels, mirrored=mirror_on_host)
 
     @staticmethod
-    def _deliver(host: _HostBatch, target: torch.device) -> tuple[Tensor, Optional[Tensor]]:
+    def _deliver(host: _HostBatch, target: torch.device) -> tuple[Tensor, Tensor | None]:
         """Copy a host batch to `target` and mirror it there if the host did not."""
         images = _to_device(torch.from_numpy(host.images), target)
         if not host.mirrored and host.flips.any():
@@ -200,7 +197,7 @@ def to_float(images_u8: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor
     return images_u8.to(dtype).div_(127.5).sub_(1.0)
 
 
-def _to_device(tensor: Tensor, device: Union[str, torch.device]) -> Tensor:
+def _to_device(tensor: Tensor, device: str | torch.device) -> Tensor:
     target = torch.device(device)
     if target.type == "cpu":
         return tensor

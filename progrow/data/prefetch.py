@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,8 +53,8 @@ class Prefetcher:
         plan: Plan,
         position: Callable[[], int],
         num_workers: int = 2,
-        depth: Optional[int] = None,
-        device: Union[str, torch.device] = "cpu",
+        depth: int | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
             raise ValueError(f"Prefetcher.num_workers: expected an int ≥ 0, got {num_workers!r}")
@@ -72,8 +73,8 @@ class Prefetcher:
         self._next_nimg = 0  # images shown once every queued batch is handed out
 
     def next_batch(
-        self, resolution: int, batch_size: int, *, device: Union[str, torch.device, None] = None
-    ) -> tuple[Tensor, Optional[Tensor]]:
+        self, resolution: int, batch_size: int, *, device: str | torch.device | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """The next batch, as `ImageSampler.next_batch` gives it: uint8 `[B/W, C, R, R]`, labels `[B/W]` or None."""
         if device is not None and torch.device(device) != self.device:
             raise ValueError(f"Prefetcher.next_batch: built for device {self.device}, asked for {torch.device(device)}")
@@ -106,7 +107,7 @@ class Prefetcher:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def __enter__(self) -> "Prefetcher":
+    def __enter__(self) -> Prefetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from PIL import Image
 
@@ -34,7 +34,7 @@ SIZE_HINTS = {
 }
 
 
-def size_issue(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> Optional[tuple[str, str]]:
+def size_issue(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> tuple[str, str] | None:
     """`(kind, text)` when image `name` of `size = (w, h)` cannot become `resolution²` (kind a key of `SIZE_HINTS`), else None."""
     w, h = size
     if crop == "none" and w != h:
@@ -46,7 +46,7 @@ def size_issue(name: str, size: tuple[int, int], resolution: int, *, crop: Crop,
     return None
 
 
-def size_problem(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> Optional[str]:
+def size_problem(name: str, size: tuple[int, int], resolution: int, *, crop: Crop, upscale: bool) -> str | None:
     """Why an image `name` of `size = (w, h)` cannot become `resolution²` under the policy, with the fix; None if it can."""
     issue = size_issue(name, size, resolution, crop=crop, upscale=upscale)
     return None if issue is None else f"{issue[1]}; {SIZE_HINTS[issue[0]]}"

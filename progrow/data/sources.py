@@ -2,8 +2,8 @@
 
 `open_source(spec)` picks the source from its spec:
 
-- a folder: every `*.png`, `*.jpg`, `*.jpeg`, `*.webp`, `*.gif` (animated ones: their first frame) below it (any letter case, recursively), sorted by
-  path relative to the folder (`/`-separated, plain string order);
+- a folder: every `*.png`, `*.jpg`, `*.jpeg`, `*.webp`, `*.gif` (animated ones: their first frame) below it (any letter case,
+  recursively), sorted by path relative to the folder (`/`-separated, plain string order);
 - a `.zip` file (StyleGAN2-ADA's `dataset_tool.py` layout): the images inside it, sorted by member name;
 - `"synthetic"` or `"synthetic:SEED:N"`: `SyntheticShapes(seed=SEED, num_images=N)` (default 0 and 10,000);
   a folder literally named `synthetic` is spelt `./synthetic`.
@@ -25,8 +25,9 @@ import json
 import os
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal, Optional, Union
+from typing import IO, Any, Literal, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -60,9 +61,7 @@ _MAX_LISTED = 5  # problems listed by name in one error message
 def check_channels(channels: object) -> None:
     """Raise `DataError` unless `channels` is one of `CHANNEL_POLICIES`."""
     if channels not in CHANNEL_POLICIES:
-        raise DataError(
-            f"channels (--channels): expected one of {', '.join(map(repr, CHANNEL_POLICIES))}, got {channels!r}"
-        )
+        raise DataError(f"channels (--channels): expected one of {', '.join(map(repr, CHANNEL_POLICIES))}, got {channels!r}")
 
 
 class ImageSource(ABC):
@@ -76,7 +75,7 @@ class ImageSource(ABC):
         """Each image's name (its path in the folder or zip), in order."""
 
     @property
-    def labels(self) -> Optional[np.ndarray]:
+    def labels(self) -> np.ndarray | None:
         """int64 `[N]` labels in image order, or None."""
         return None
 
@@ -84,8 +83,16 @@ class ImageSource(ABC):
         return len(self.names)
 
     @abstractmethod
-    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
-             unreadable: Optional[dict[int, str]] = None, misfits: Optional[dict[int, tuple[str, str]]] = None) -> int:
+    def scan(
+        self,
+        resolution: int,
+        *,
+        crop: Crop = "center",
+        channels: Channels = "keep",
+        upscale: bool = False,
+        unreadable: dict[int, str] | None = None,
+        misfits: dict[int, tuple[str, str]] | None = None,
+    ) -> int:
         """Check every image against the policy without decoding pixels; the dataset's channel count (1 or 3).
 
         Raises one `DataError` listing the images (up to five, with their sizes) that cannot be used, unless
@@ -106,7 +113,7 @@ class ImageSource(ABC):
         for index in range(len(self)):
             yield self.load(index, resolution, crop=crop, num_channels=num_channels, upscale=upscale)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default no-op: only sources holding open files override it
         """Release open files (a zip archive); the source is unusable afterwards."""
 
     def __enter__(self) -> ImageSource:
@@ -119,7 +126,7 @@ class ImageSource(ABC):
 class _FileSource(ImageSource):
     """Images stored as encoded files (a folder or a zip), decoded with Pillow."""
 
-    def __init__(self, names: list[str], labels: Optional[np.ndarray], max_images: Optional[int]) -> None:
+    def __init__(self, names: list[str], labels: np.ndarray | None, max_images: int | None) -> None:
         if max_images is not None:
             names = names[:max_images]
             labels = None if labels is None else labels[:max_images]
@@ -131,7 +138,7 @@ class _FileSource(ImageSource):
         return self._names
 
     @property
-    def labels(self) -> Optional[np.ndarray]:
+    def labels(self) -> np.ndarray | None:
         return self._labels
 
     @abstractmethod
@@ -142,8 +149,16 @@ class _FileSource(ImageSource):
     def _where(self, name: str) -> str:
         """How to name image `name` in a message (a full path)."""
 
-    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
-             unreadable: Optional[dict[int, str]] = None, misfits: Optional[dict[int, tuple[str, str]]] = None) -> int:
+    def scan(
+        self,
+        resolution: int,
+        *,
+        crop: Crop = "center",
+        channels: Channels = "keep",
+        upscale: bool = False,
+        unreadable: dict[int, str] | None = None,
+        misfits: dict[int, tuple[str, str]] | None = None,
+    ) -> int:
         check_crop(crop)
         check_channels(channels)
         _check_resolution(resolution)
@@ -187,7 +202,7 @@ class _FileSource(ImageSource):
 class FolderSource(_FileSource):
     """The images below a folder, recursively, sorted by relative path; labels from its `dataset.json`."""
 
-    def __init__(self, root: Union[str, "os.PathLike[str]"], *, max_images: Optional[int] = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, max_images: int | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: not a folder")
@@ -217,7 +232,7 @@ class FolderSource(_FileSource):
 class ZipSource(_FileSource):
     """The images inside a zip (StyleGAN2-ADA layout), sorted by member name; labels from its `dataset.json`."""
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"], *, max_images: Optional[int] = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_images: int | None = None) -> None:
         self.path = Path(path)
         try:
             self._zip = zipfile.ZipFile(self.path)
@@ -257,7 +272,7 @@ class ZipSource(_FileSource):
 class SyntheticSource(ImageSource):
     """`SyntheticShapes` rendered directly at the target resolution (no crop or resize); no labels."""
 
-    def __init__(self, shapes: SyntheticShapes, *, max_images: Optional[int] = None) -> None:
+    def __init__(self, shapes: SyntheticShapes, *, max_images: int | None = None) -> None:
         self.shapes = shapes
         count = len(shapes) if max_images is None else min(len(shapes), max_images)
         self._names = tuple(f"synthetic/{i:08d}" for i in range(count))
@@ -267,8 +282,16 @@ class SyntheticSource(ImageSource):
     def names(self) -> tuple[str, ...]:
         return self._names
 
-    def scan(self, resolution: int, *, crop: Crop = "center", channels: Channels = "keep", upscale: bool = False,
-             unreadable: Optional[dict[int, str]] = None, misfits: Optional[dict[int, tuple[str, str]]] = None) -> int:
+    def scan(
+        self,
+        resolution: int,
+        *,
+        crop: Crop = "center",
+        channels: Channels = "keep",
+        upscale: bool = False,
+        unreadable: dict[int, str] | None = None,
+        misfits: dict[int, tuple[str, str]] | None = None,
+    ) -> int:
         check_crop(crop)
         check_channels(channels)
         _check_resolution(resolution)
@@ -281,7 +304,7 @@ class SyntheticSource(ImageSource):
         return np.repeat(image, num_channels, axis=0) if image.shape[0] != num_channels else image
 
 
-def open_source(spec: SourceSpec, *, max_images: Optional[int] = None) -> ImageSource:
+def open_source(spec: SourceSpec, *, max_images: int | None = None) -> ImageSource:
     """The source named by `spec` (a folder, a `.zip`, `"synthetic[:SEED:N]"`, or a `SyntheticShapes`).
 
     `max_images` keeps the first images in the source's order. Raises `DataError` naming the path when it
@@ -319,7 +342,7 @@ def _parse_synthetic(text: str) -> SyntheticShapes:
     return SyntheticShapes(seed=seed, num_images=count)
 
 
-def _parse_labels(raw: bytes, where: str, names: list[str]) -> Optional[np.ndarray]:
+def _parse_labels(raw: bytes, where: str, names: list[str]) -> np.ndarray | None:
     """Labels for `names` from a StyleGAN2-ADA `dataset.json`, or None when it has `"labels": null`."""
     try:
         data: Any = json.loads(raw)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Union
 
 from progrow.data.errors import DataError
 
@@ -41,6 +42,8 @@ def check_free_space(path: PathLike, needed: int, *, what: str) -> None:
     """Raise `DataError` when the disk of `path` has fewer than `needed` free bytes; `what` names the content."""
     free = free_bytes(path)
     if needed > free:
-        raise DataError(f"{what} needs {format_bytes(needed)} in {Path(path).absolute().parent}, which has "
-                        f"{format_bytes(free)} free; free some space, choose a folder on another disk, or build fewer "
-                        "or smaller images")
+        raise DataError(
+            f"{what} needs {format_bytes(needed)} in {Path(path).absolute().parent}, which has "
+            f"{format_bytes(free)} free; free some space, choose a folder on another disk, or build fewer "
+            "or smaller images"
+        )

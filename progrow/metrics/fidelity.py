@@ -14,8 +14,9 @@ import contextlib
 import http.client
 import os
 import urllib.error
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union, get_args
+from typing import Any, Literal, Union, get_args
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 FidelityMetric = Literal["fid", "kid", "is"]
-FIDELITY_METRICS: tuple[str, ...] = get_args(FidelityMetric)
+FIDELITY_METRICS: tuple[FidelityMetric, ...] = get_args(FidelityMetric)
 PathLike = Union[str, "os.PathLike[str]"]
 
 _FLAGS = {"fid": "fid", "kid": "kid", "is": "isc"}  # progrow name → torch-fidelity keyword
@@ -93,12 +94,12 @@ def compute_metrics(
     *,
     metrics: Sequence[FidelityMetric] = ("fid",),
     num_samples: int = 10_000,
-    num_real: Optional[int] = None,
+    num_real: int | None = None,
     batch_size: int = 64,
     device: DeviceLike = None,
-    weights_path: Optional[PathLike] = None,
-    cache_dir: Optional[PathLike] = None,
-    latent_dim: Optional[int] = None,
+    weights_path: PathLike | None = None,
+    cache_dir: PathLike | None = None,
+    latent_dim: int | None = None,
     seed: int = 0,
     labels: Labels = None,
     kid_subset_size: int = 1000,
@@ -133,11 +134,25 @@ def compute_metrics(
 
     from torch_fidelity import GenerativeModelModuleWrapper
 
-    generated = {"input1": GenerativeModelModuleWrapper(fakes, fakes.latent_dim, "normal", 0, make_eval=False),
-                 "input1_model_num_samples": num_samples}
-    return _calculate(names, generated, num_samples, fakes.device, reals, state.resolution, num_real=num_real,
-                      batch_size=batch_size, weights_path=weights_path, cache_dir=cache_dir, seed=seed,
-                      kid_subset_size=kid_subset_size, verbose=verbose)
+    generated = {
+        "input1": GenerativeModelModuleWrapper(fakes, fakes.latent_dim, "normal", 0, make_eval=False),
+        "input1_model_num_samples": num_samples,
+    }
+    return _calculate(
+        names,
+        generated,
+        num_samples,
+        fakes.device,
+        reals,
+        state.resolution,
+        num_real=num_real,
+        batch_size=batch_size,
+        weights_path=weights_path,
+        cache_dir=cache_dir,
+        seed=seed,
+        kid_subset_size=kid_subset_size,
+        verbose=verbose,
+    )
 
 
 def compute_image_metrics(
@@ -170,13 +185,26 @@ def compute_image_metrics(
     weights_path = _check_options(batch_size, kid_subset_size, verbose, cache_dir, weights_path)
     images = images.detach().cpu()
     generated = {"input1": RealImages(images, torch.arange(len(images)))}
-    return _calculate(names, generated, len(images), resolve_device(device, None), reals, resolution, num_real=num_real,
-                      batch_size=batch_size, weights_path=weights_path, cache_dir=cache_dir, seed=seed,
-                      kid_subset_size=kid_subset_size, verbose=verbose)
+    return _calculate(
+        names,
+        generated,
+        len(images),
+        resolve_device(device, None),
+        reals,
+        resolution,
+        num_real=num_real,
+        batch_size=batch_size,
+        weights_path=weights_path,
+        cache_dir=cache_dir,
+        seed=seed,
+        kid_subset_size=kid_subset_size,
+        verbose=verbose,
+    )
 
 
-def _check_options(batch_size: int, kid_subset_size: int, verbose: bool, cache_dir: PathLike | None,
-                   weights_path: PathLike | None) -> Path | None:
+def _check_options(
+    batch_size: int, kid_subset_size: int, verbose: bool, cache_dir: PathLike | None, weights_path: PathLike | None
+) -> Path | None:
     """Validate the options shared by both entry points; the checked weights file (or None)."""
     _positive_int("batch_size", batch_size)
     _positive_int("kid_subset_size", kid_subset_size, 2)
@@ -244,8 +272,10 @@ def _calculate(
         if weights_path is not None or default_weights_file().is_file():
             raise  # not a failed download of the weights
         cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        reason = (f"no weights file was given, {default_weights_file()} does not exist, and the download failed "
-                  f"({type(exc).__name__}: {cause})")
+        reason = (
+            f"no weights file was given, {default_weights_file()} does not exist, and the download failed "
+            f"({type(exc).__name__}: {cause})"
+        )
         raise MissingWeightsError(missing_weights_message(reason), reason=reason) from None
 
     from torch_fidelity import (

@@ -6,7 +6,7 @@ fixed subset of the dataset's level at `R` (the same 2×2 box-filtered uint8 lev
 
 Colour rule (both sides): 3 channels pass through; 1 channel (grayscale) is repeated to 3, so InceptionV3
 sees gray RGB; any other count is an error. Pixel rule (generated side): `[-1, 1] → round(127.5·x + 127.5)`
-clamped to 0..255, the inverse of `progrow.data.to_float` (half-way values round up).
+clamped to 0..255, the inverse of `progrow.data.to_float` (half-way values round up): `progrow.to_uint8`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from typing import Any, Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from progrow.data import MultiResDataset
+from progrow.images import to_uint8
 from progrow.state import GrowthState
 
 __all__ = [
@@ -39,10 +41,10 @@ __all__ = [
 ]
 
 # A cache folder (path), an opened cache, or uint8 images `[N, C, R, R]` already at the state's resolution.
-Reals = Union[MultiResDataset, str, "os.PathLike[str]", Tensor]
+Reals = MultiResDataset | str | os.PathLike[str] | Tensor
 # None (unconditional), a number of classes (uniform labels), or a 1-D pool of labels to draw from.
-Labels = Union[None, int, Tensor, np.ndarray]
-DeviceLike = Union[None, str, torch.device]
+Labels = None | int | Tensor | np.ndarray
+DeviceLike = None | str | torch.device
 
 _CHUNK = 256  # latents are drawn in chunks of this many, so images do not depend on the batch size
 _SUBSET_SEED = 0  # the real subset is a fixed permutation prefix, the same for every call and every `seed`
@@ -52,11 +54,9 @@ def to_uint8_rgb(images: Tensor) -> Tensor:
     """Map generator output `[N, C, H, W]` in [-1, 1] (C = 1 or 3) to uint8 `[N, 3, H, W]` (see the module rules)."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"to_uint8_rgb: expected images [N, 1 or 3, H, W], got shape {tuple(images.shape)}")
-    x = images.detach().float()
-    if not bool(torch.isfinite(x).all()):
+    if not bool(torch.isfinite(images).all()):
         raise ValueError("to_uint8_rgb: the images contain NaN or infinite values (has the generator diverged?)")
-    x = (x * 127.5 + 128.0).clamp_(0.0, 255.0).to(torch.uint8)  # trunc of x + 0.5 ≥ 0: round half up
-    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+    return _as_rgb_u8(to_uint8(images))
 
 
 def _as_rgb_u8(images: Tensor) -> Tensor:
@@ -65,20 +65,17 @@ def _as_rgb_u8(images: Tensor) -> Tensor:
 
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Run `module` in eval mode inside the block; restore every submodule's mode and a growth wrapper's state after."""
+    """Run `module` in eval mode inside the block; restore every submodule's train/eval mode after."""
     modes = [(m, m.training) for m in module.modules()]
-    growth = getattr(module, "growth_state", None) if hasattr(module, "set_state") else None
     module.eval()
     try:
         yield module
     finally:
         for m, training in modes:
             m.training = training
-        if growth is not None:
-            module.set_state(growth)  # type: ignore[operator]
 
 
-def resolve_latent_dim(generator: nn.Module, latent_dim: Optional[int]) -> int:
+def resolve_latent_dim(generator: nn.Module, latent_dim: int | None) -> int:
     """`latent_dim` if given, else the generator's `net.latent_dim` or `latent_dim` (the reference ProGAN has one)."""
     if latent_dim is None:
         for owner in (getattr(generator, "net", None), generator):
@@ -99,8 +96,8 @@ def resolve_latent_dim(generator: nn.Module, latent_dim: Optional[int]) -> int:
 def _module_device(module: nn.Module) -> torch.device:
     for tensor in module.parameters():
         return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
+    for buffer in module.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -122,7 +119,7 @@ def resolve_device(device: DeviceLike, generator: nn.Module | None) -> torch.dev
     return resolved
 
 
-def _check_labels(labels: Labels) -> Optional[Tensor]:
+def _check_labels(labels: Labels) -> Tensor | None:
     """Labels as a 1-D int64 pool (an int `K` becomes `arange(K)`), or None."""
     if labels is None:
         return None
@@ -149,9 +146,10 @@ class GeneratedImages(nn.Module):
     the same whatever the batch size; `reset()` starts the sequence again. With `labels` (a number of
     classes or a pool of labels) each chunk also draws uniform labels, passed as `generator(z, state,
     labels=...)`. The generator runs in eval mode under `torch.no_grad()`, on its own device; every
-    submodule's train/eval mode and a growth wrapper's bound state are restored after each call. It is
-    held outside this module's submodules, so `.eval()`, `.cuda()` or `.cpu()` on this wrapper (as
-    torch-fidelity calls them) never touch it. Images are returned on `device`.
+    submodule's train/eval mode is restored after each call, and a growth wrapper's bound state is left
+    alone (an explicit state is for that call only). It is held outside this module's submodules, so
+    `.eval()`, `.cuda()` or `.cpu()` on this wrapper (as torch-fidelity calls them) never touch it.
+    Images are returned on `device`.
     """
 
     def __init__(
@@ -159,7 +157,7 @@ class GeneratedImages(nn.Module):
         generator: nn.Module,
         state: GrowthState,
         *,
-        latent_dim: Optional[int] = None,
+        latent_dim: int | None = None,
         seed: int = 0,
         labels: Labels = None,
         device: DeviceLike = None,
@@ -185,7 +183,7 @@ class GeneratedImages(nn.Module):
         self._z = torch.empty(0, self.latent_dim)
         self._labels = torch.empty(0, dtype=torch.int64)
 
-    def _draw(self, n: int) -> tuple[Tensor, Optional[Tensor]]:
+    def _draw(self, n: int) -> tuple[Tensor, Tensor | None]:
         while len(self._z) < n:
             z = torch.randn(_CHUNK, self.latent_dim, generator=self._rng)
             self._z = torch.cat([self._z, z])
@@ -213,9 +211,7 @@ class GeneratedImages(nn.Module):
         res = self.state.resolution
         if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[2:]) != (res, res):
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(
-                f"generator: expected images [{n}, 1 or 3, {res}, {res}] at the state's resolution, got {got}"
-            )
+            raise ValueError(f"generator: expected images [{n}, 1 or 3, {res}, {res}] at the state's resolution, got {got}")
         return to_uint8_rgb(images).to(self.device)
 
     def sample(self, n: int, *, batch_size: int = 64) -> Tensor:
@@ -298,7 +294,9 @@ class RealImages(Dataset):
 
     def all(self) -> Tensor:
         """Every image of the set as one uint8 `[n, 3, R, R]` tensor on the CPU."""
-        images = self.images[self.indices] if isinstance(self.images, Tensor) else torch.from_numpy(
-            np.asarray(self.images[np.asarray(self.indices, dtype=np.int64)])
+        images = (
+            self.images[self.indices]
+            if isinstance(self.images, Tensor)
+            else torch.from_numpy(np.asarray(self.images[np.asarray(self.indices, dtype=np.int64)]))
         )
         return _as_rgb_u8(images)

@@ -16,7 +16,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Union
 
 import torch
 
@@ -69,7 +69,7 @@ def _expected_shapes() -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     class _Skeleton(FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):  # type: ignore[no-untyped-def, override]
+        def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
             return None  # keep the (meta) parameters: only names and shapes are wanted
 
     empty = io.BytesIO()
@@ -89,7 +89,7 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(weights_path: Optional[PathLike]) -> str:
+def weights_identity(weights_path: PathLike | None) -> str:
     """`"default"` for torch-fidelity's own file, else the sha256 of `weights_path` (memoized per path, size, mtime)."""
     if weights_path is None:
         return "default"
@@ -102,14 +102,18 @@ def _checked(path: str, size: int, mtime_ns: int, option: str) -> None:
     with open(path, "rb") as file:
         head = file.read(4)
     if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch.save writes a zip (legacy: a pickle)
-        raise ValueError(f"{option}: {path} is not a torch state dict file (torch.save files start with a zip or pickle "
-                         f"header, this one with {head!r}); expected {WEIGHTS_FILE_NAME}")
+        raise ValueError(
+            f"{option}: {path} is not a torch state dict file (torch.save files start with a zip or pickle "
+            f"header, this one with {head!r}); expected {WEIGHTS_FILE_NAME}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ValueError(f"{option}: {path} is not a readable torch state dict ({type(exc).__name__}: {first[:200]}); "
-                         f"expected {WEIGHTS_FILE_NAME}") from None
+        raise ValueError(
+            f"{option}: {path} is not a readable torch state dict ({type(exc).__name__}: {first[:200]}); "
+            f"expected {WEIGHTS_FILE_NAME}"
+        ) from None
     if not isinstance(state, dict):
         raise ValueError(f"{option}: {path} holds a {type(state).__name__}, expected a state dict")
     expected = _expected_shapes()

@@ -42,8 +42,13 @@ __all__ = ["real_vs_real", "reference_key", "reference_file"]
 
 _FORMAT = 1  # part of every key: raise it when a computation changes, and older files are no longer read
 # The built-in metrics with a real-vs-real value, and the function whose defaults their own options take.
-_DEFAULTS_OF: dict[str, Callable[..., Any]] = {"fid": compute_image_metrics, "kid": compute_image_metrics,
-                                                "is": compute_image_metrics, "swd": swd, "ms_ssim": ms_ssim_diversity}
+_DEFAULTS_OF: dict[str, Callable[..., Any]] = {
+    "fid": compute_image_metrics,
+    "kid": compute_image_metrics,
+    "is": compute_image_metrics,
+    "swd": swd,
+    "ms_ssim": ms_ssim_diversity,
+}
 
 
 def _setting(function: Callable[..., Any], name: str, options: dict[str, Any]) -> Any:
@@ -55,8 +60,13 @@ def reference_key(name: str, content_hash: str, resolution: int, num_samples: in
     if name not in _DEFAULTS_OF:
         raise ValueError(f"reference_key: {name!r} has no real-vs-real value; those that have: {', '.join(_DEFAULTS_OF)}")
     function = _DEFAULTS_OF[name]
-    key: dict[str, Any] = {"format": _FORMAT, "metric": name, "content": content_hash, "resolution": resolution,
-                           "num_samples": num_samples}
+    key: dict[str, Any] = {
+        "format": _FORMAT,
+        "metric": name,
+        "content": content_hash,
+        "resolution": resolution,
+        "num_samples": num_samples,
+    }
     if name in FIDELITY_METRICS:
         weights = options.get("weights_path")
         key["weights"] = weights_identity(None if weights is None else check_weights_file(weights))

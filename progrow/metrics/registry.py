@@ -14,13 +14,14 @@ error (torch-fidelity would ignore it silently).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from progrow.metrics.fidelity import FIDELITY_METRICS, compute_image_metrics, compute_metrics
+from progrow.metrics.fidelity import FIDELITY_METRICS, FidelityMetric, compute_image_metrics, compute_metrics
 from progrow.metrics.images import GeneratedImages, RealImages, Reals, open_reals, real_subset
 from progrow.metrics.msssim import ms_ssim_diversity
 from progrow.metrics.swd import swd
@@ -46,7 +47,7 @@ class Metric:
     description: str = ""
 
 
-def _fidelity(name: str) -> Callable[..., dict[str, float]]:
+def _fidelity(name: FidelityMetric) -> Callable[..., dict[str, float]]:
     def compute(generator: nn.Module, state: GrowthState, reals: Reals, **options: Any) -> dict[str, float]:
         return compute_metrics(generator, state, reals, metrics=(name,), **options)
 
@@ -54,17 +55,22 @@ def _fidelity(name: str) -> Callable[..., dict[str, float]]:
     return compute
 
 
-def _generated(generator: Optional[nn.Module], state: GrowthState, options: dict[str, Any], n: int) -> Tensor:
+def _generated(generator: nn.Module | None, state: GrowthState, options: dict[str, Any], n: int) -> Tensor:
     assert generator is not None, "no generator and no images"
     source = GeneratedImages(
-        generator, state, latent_dim=options.get("latent_dim"), seed=options.get("seed", 0),
-        labels=options.get("labels"), device=options.get("device"),
+        generator,
+        state,
+        latent_dim=options.get("latent_dim"),
+        seed=options.get("seed", 0),
+        labels=options.get("labels"),
+        device=options.get("device"),
     )
     return source.sample(n, batch_size=options.get("batch_size", 64))
 
 
-def _swd_of(fakes: Optional[Tensor], generator: Optional[nn.Module], state: GrowthState, reals: Reals,
-            options: dict[str, Any]) -> dict[str, float]:
+def _swd_of(
+    fakes: Tensor | None, generator: nn.Module | None, state: GrowthState, reals: Reals, options: dict[str, Any]
+) -> dict[str, float]:
     images, _ = open_reals(reals, state.resolution)
     n = min(options.get("num_samples", _DEFAULT_SAMPLES), len(images))
     real = RealImages(images, real_subset(len(images), n)).all()
@@ -73,8 +79,9 @@ def _swd_of(fakes: Optional[Tensor], generator: Optional[nn.Module], state: Grow
     return swd(fake, real, seed=options.get("seed", 0), **kwargs)
 
 
-def _ms_ssim_of(fakes: Optional[Tensor], generator: Optional[nn.Module], state: GrowthState,
-                options: dict[str, Any]) -> dict[str, float]:
+def _ms_ssim_of(
+    fakes: Tensor | None, generator: nn.Module | None, state: GrowthState, options: dict[str, Any]
+) -> dict[str, float]:
     fake = fakes if fakes is not None else _generated(generator, state, options, options.get("num_samples", _DEFAULT_SAMPLES))
     kwargs = {k: options[k] for k in _MS_SSIM_OPTIONS if k in options}
     return {"ms_ssim": ms_ssim_diversity(fake, seed=options.get("seed", 0), **kwargs)}
@@ -99,8 +106,9 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def register_metric(name: str, compute: Callable[..., dict[str, float]], *, options: Iterable[str] = (),
-                    description: str = "") -> None:
+def register_metric(
+    name: str, compute: Callable[..., dict[str, float]], *, options: Iterable[str] = (), description: str = ""
+) -> None:
     """Add a metric `compute(generator, state, reals, **options) -> {key: value}`; `ValueError` if `name` is taken."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"register_metric: name expected a non-empty str, got {name!r}")
@@ -152,12 +160,11 @@ def evaluate(
     names = _check_names(names)
     check_options(options)
     out: dict[str, float] = {}
-    fidelity = [n for n in names if n in FIDELITY_METRICS]
+    fidelity = [m for m in FIDELITY_METRICS if m in names]
     if fidelity:
         taken = METRICS["fid"].options
-        out.update(compute_metrics(generator, state, reals, metrics=fidelity,
-                                   **{k: v for k, v in options.items() if k in taken}))
-    fakes: Optional[Tensor] = None
+        out.update(compute_metrics(generator, state, reals, metrics=fidelity, **{k: v for k, v in options.items() if k in taken}))
+    fakes: Tensor | None = None
     if "swd" in names and "ms_ssim" in names:  # one set of generated images for both
         fakes = _generated(generator, state, options, options.get("num_samples", _DEFAULT_SAMPLES))
     for name in names:
@@ -194,8 +201,9 @@ def evaluate_images(names: Iterable[str], images: Tensor, reals: Reals, resoluti
     fidelity = [n for n in names if n in FIDELITY_METRICS]
     if fidelity:
         taken = METRICS["fid"].options
-        out.update(compute_image_metrics(images, reals, resolution, metrics=fidelity,
-                                         **{k: v for k, v in options.items() if k in taken}))
+        out.update(
+            compute_image_metrics(images, reals, resolution, metrics=fidelity, **{k: v for k, v in options.items() if k in taken})
+        )
     state = GrowthState(resolution)
     options["num_samples"] = len(images)
     for name in names:

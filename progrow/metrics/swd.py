@@ -106,9 +106,13 @@ def swd(
             f"swd: images_a and images_b must have the same shape [N, C, R, R], got {tuple(images_a.shape)} "
             f"and {tuple(images_b.shape)}"
         )
-    for name, value in (("descriptors_per_image", descriptors_per_image), ("patch_size", patch_size),
-                        ("num_projections", num_projections), ("num_repeats", num_repeats),
-                        ("min_resolution", min_resolution)):
+    for name, value in (
+        ("descriptors_per_image", descriptors_per_image),
+        ("patch_size", patch_size),
+        ("num_projections", num_projections),
+        ("num_repeats", num_repeats),
+        ("min_resolution", min_resolution),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"swd: {name} expected an int ≥ 1, got {value!r}")
     if num_projections % num_repeats:
@@ -123,7 +127,7 @@ def swd(
     rng = torch.Generator().manual_seed(seed)
     pyramids = [laplacian_pyramid(x.float(), min_resolution=min_resolution) for x in (images_a, images_b)]
     out: dict[str, float] = {}
-    for level_a, level_b in zip(*pyramids):
+    for level_a, level_b in zip(*pyramids, strict=True):
         s = level_a.shape[-1]
         ys = torch.randint(0, s - patch_size + 1, (n, descriptors_per_image), generator=rng)
         xs = torch.randint(0, s - patch_size + 1, (n, descriptors_per_image), generator=rng)

@@ -1,0 +1,45 @@
+"""The loss pairs a preset can name: `LOSSES[name] = (d_loss, g_loss)`; an unknown name is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+
+import progrow as pg
+
+from .presets import ProGANPreset
+
+__all__ = ["LOSSES", "DLoss", "GLoss", "losses_for"]
+
+# `d_loss(preset, critic, reals, fakes)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`.
+DLoss = Callable[[ProGANPreset, Callable[[Tensor], Tensor], Tensor, Tensor], pg.LossOutput]
+# `g_loss(scores)`: the generator's loss from the critic's scores `[N, 1]` of its images.
+GLoss = Callable[[Tensor], pg.LossOutput]
+
+
+def _wgan_gp_d(p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor) -> pg.LossOutput:
+    return pg.wgan_gp_d_loss(critic, reals, fakes, gp_weight=p.gp_weight, drift_weight=p.drift_weight)
+
+
+def _lsgan_d(p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor) -> pg.LossOutput:
+    return pg.lsgan_d_loss(critic, reals, fakes)
+
+
+def _logistic_d(p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor) -> pg.LossOutput:
+    return pg.logistic_d_loss(critic, reals, fakes, r1_gamma=p.r1_gamma)
+
+
+LOSSES: dict[str, tuple[DLoss, GLoss]] = {
+    "wgan-gp": (_wgan_gp_d, pg.wgan_g_loss),  # the paper's: WGAN-GP with the drift term
+    "lsgan": (_lsgan_d, pg.lsgan_g_loss),
+    "logistic": (_logistic_d, pg.logistic_g_loss),  # non-saturating, with R1 on the reals
+}
+
+
+def losses_for(name: str) -> tuple[DLoss, GLoss]:
+    """The `(d_loss, g_loss)` pair called `name`; `ValueError` naming the known ones otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"loss: unknown {name!r}; expected one of {', '.join(LOSSES)}") from None
