@@ -19,8 +19,9 @@ bundled font, MNIST-like: light strokes on a dark ground, random size, slant, po
 Each variant is scored at several points of its budget by the sliced Wasserstein distance (×10³, the
 paper's Laplacian-pyramid patch SWD) between generated and real images at the final resolution (images
 of an earlier stage are upscaled with nearest neighbours, as a fade at alpha = 0 would show them), and
-at the end by MS-SSIM diversity (and FID/KID with `--inception-weights`). Progressive variants are also
-scored at every stage end at every resolution they had (generated images box-filtered to that level
+at the end by MS-SSIM diversity (and FID/KID with `--inception-weights`) and the border step (a 1-px
+frame shows as a step between the outermost pixels and their neighbours far above the real images').
+Progressive variants are also scored at every stage end at every resolution they had (generated images box-filtered to that level
 against the dataset's level), which shows whether a new stage loses what the earlier ones learned.
 The floor is the SWD between two disjoint halves of the real images. Results: a table and verdicts on
 stdout, `quality.json`, `swd.png` (SWD against CPU-seconds) and `samples-<dataset>.png` in `--out`.
@@ -231,11 +232,8 @@ class ProGANTrainer(Trainer):
 
     def sample(self, z: Tensor, state: Any = None) -> Tensor:
         G = self.run.ema.module
-        bound = G.growth_state
         with torch.no_grad():
-            out = G(z, state or self.state)
-        G.set_state(bound)  # an explicit state re-binds the wrapper: put the scheduler's back
-        return out
+            return G(z, state or self.state)  # an explicit state leaves the scheduler's binding alone
 
 
 class DCGANTrainer(Trainer):
@@ -331,6 +329,17 @@ def generate(trainer: Trainer, n: int, resolution: int, *, state: Any = None, up
     return out
 
 
+def border_step(images: Tensor) -> float:
+    """Mean |outermost − next pixel| across the four image borders of uint8 `[N, C, R, R]`: a 1-px frame shows here.
+
+    The same measure one pixel further in is the image's own texture; real images have about the same value at
+    both places, a generator that draws a frame has a much larger one at the border.
+    """
+    x = images.float()
+    steps = [x[:, :, 0] - x[:, :, 1], x[:, :, -1] - x[:, :, -2], x[:, :, :, 0] - x[:, :, :, 1], x[:, :, :, -1] - x[:, :, :, -2]]
+    return round(float(torch.stack([s.abs().mean() for s in steps]).mean()), 3)
+
+
 def level_swds(fakes: Tensor, cache: Path, real_index: np.ndarray) -> dict[str, float]:
     """SWD at every level of `fakes` `[n, 3, r, r]` down to 4² (box-filtered as the cache) vs the real levels."""
     from progrow.data.cache import box_downsample_u8
@@ -406,6 +415,7 @@ def train_variant(spec: dict[str, Any]) -> dict[str, Any]:
         "final_resolution_reached": state.resolution,
         "final_alpha": round(state.alpha, 3),
         "ms_ssim": round(ms_ssim_diversity(final, num_pairs=min(2000, 4 * len(final))), 4),
+        "border_step": border_step(final),
     }
     if GROWING[variant]:
         levels = level_swds(final, cache, real_index) if state.resolution == res else {}
@@ -681,13 +691,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
 
     caches = {d: prepare_data(d, out / "data", resolution=res, num_images=images) for d in datasets}
-    floors = {}
-    for d, cache in caches.items():
-        from progrow.data import MultiResDataset
-        from progrow.metrics.swd import swd
+    from progrow.data import MultiResDataset
+    from progrow.metrics.swd import swd
 
+    floors, real_borders, reference_sets = {}, {}, {}
+    for d, cache in caches.items():
         a, b = real_halves(len(MultiResDataset(cache)), samples)
-        floors[d] = round(swd(real_images(cache, res, b), real_images(cache, res, a))["swd"], 3)
+        reference_sets[d] = real_images(cache, res, a)
+        floors[d] = round(swd(real_images(cache, res, b), reference_sets[d])["swd"], 3)
+        real_borders[d] = border_step(reference_sets[d])
     specs = [
         {
             "variant": v,
@@ -721,17 +733,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results[spec["dataset"]][spec["variant"]] = r
 
     print(
-        f"\n{'dataset':<8} {'variant':<12} {'swd':>7} {'swd@' + str(res):>8} {'swd@16':>7} {'ms-ssim':>8} "
+        f"\n{'dataset':<8} {'variant':<12} {'swd':>7} {'swd@' + str(res):>8} {'swd@16':>7} {'ms-ssim':>8} {'border':>7} "
         f"{'kimg':>7} {'steps':>6} {'CPU-s':>6} {'wall-s':>7}  reached"
     )
     report: list[str] = []
     for d in datasets:
-        print(f"{d:<8} {'real/real':<12} {floors[d]:>7.1f}")
+        print(f"{d:<8} {'real/real':<12} {floors[d]:>7.1f} {'':>8} {'':>7} {'':>8} {real_borders[d]:>7.1f}")
         for v, r in results[d].items():
             last = r["points"][-1]
             print(
                 f"{d:<8} {v:<12} {last['swd']:>7.1f} {last.get(f'swd_{res}', float('nan')):>8.1f} "
-                f"{last.get('swd_16', float('nan')):>7.1f} {r['ms_ssim']:>8.4f} {last['kimg']:>7.1f} {r['steps']:>6} "
+                f"{last.get('swd_16', float('nan')):>7.1f} {r['ms_ssim']:>8.4f} {r.get('border_step', float('nan')):>7.1f} "
+                f"{last['kimg']:>7.1f} {r['steps']:>6} "
                 f"{r['cpu_s']:>6.0f} {r['wall_s']:>7.0f}  {r['final_resolution_reached']}² α={r['final_alpha']:g}"
             )
         for v in ("progan", "dcgan-grown"):
@@ -744,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report += verdicts(d, results[d], floors[d])
         write_samples(
             d,
-            real_images(caches[d], res, real_halves(len(MultiResDataset(caches[d])), samples)[0]),
+            reference_sets[d],
             {v: np.load(Path(s["work"]) / "samples.npy") for s in specs if s["dataset"] == d for v in [s["variant"]]},
             out / f"samples-{d}.png",
         )
@@ -755,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "budget_cpu_s": budget,
         "samples": samples,
         "floors": floors,
+        "real_border_step": real_borders,
         "results": results,
         "verdicts": report,
         "overrides": overrides,

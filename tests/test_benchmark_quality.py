@@ -75,6 +75,16 @@ def test_level_regressions_name_every_level_that_got_worse():
     assert quality.level_regressions(ends) == ["4² after the 16² stage: 21.5 > 20.0"]
 
 
+def test_border_step_measures_a_one_pixel_frame():
+    import torch
+
+    flat = torch.full((2, 3, 8, 8), 100, dtype=torch.uint8)
+    assert quality.border_step(flat) == 0.0
+    framed = flat.clone()
+    framed[:, :, 0, :] = 140  # a bright top row: a step of 40 on one border of four
+    assert quality.border_step(framed) == 10.0
+
+
 def test_rendered_digits_are_labelled_pngs(tmp_path):
     quality.render_digits(tmp_path, num_images=12, resolution=32, seed=3)
     labels = json.loads((tmp_path / "dataset.json").read_text())["labels"]
@@ -82,3 +92,19 @@ def test_rendered_digits_are_labelled_pngs(tmp_path):
     assert all(0 <= digit <= 9 for _, digit in labels)
     image = Image.open(tmp_path / "000000.png")
     assert image.size == (32, 32) and image.mode == "RGB"
+
+
+def test_stage_sheet_puts_real_images_before_every_stage_end_grid(tmp_path):
+    import stage_sheet
+
+    from progrow.adapters.progan.train import main as train_main
+
+    run = tmp_path / "run"
+    args = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:128"]
+    assert train_main([*args, "--out", str(run), "--kimg", "0.192"]) == 0
+    ends = stage_sheet.stage_end_ticks(run / "log.jsonl")
+    assert [(e["resolution"], e["kimg"]) for e in ends] == [(4, 0.064), (8, 0.192)]  # 4² ends at 0.064; the run at 0.192
+    sheet = Image.open(stage_sheet.main([str(run), str(tmp_path / "sheet.png")]))
+    grid = Image.open(run / "grids" / "grid-000000192.png")  # 16 images of 8², each enlarged to 64 px: 4×4 tiles
+    assert grid.size == (256, 256)
+    assert sheet.size == (3 * 256 + 2 * 8, 256 + 14)  # real, 4², 8²: each 256 px high, 8 px apart, a caption above

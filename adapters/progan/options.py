@@ -47,7 +47,7 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         default="cpu-demo",
         choices=sorted(PRESETS),
         help="networks + schedule: paper-1024 (800/800 kimg), official-1024 (600/600 kimg, official batch table), "
-        "cpu-demo (32², minutes on a CPU)",
+        "cpu-demo (32², minutes on a CPU), cpu-demo-64 (the same with a 64² stage)",
     )
     p.add_argument(
         "--data",
