@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from progrow.adapters.progan.distributed import DistInfo
+from progrow.adapters.progan.presets import get_preset
 from progrow.adapters.progan.train import UsageError, build_parser, resolve_options
 
 HERE = Path(__file__).resolve().parent
@@ -128,5 +129,6 @@ def test_a_signal_on_one_rank_stops_both_at_the_same_step(tmp_path):
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused():
     args = build_parser().parse_args(["--preset", "cpu-demo", "--out", "/tmp/unused"])
-    with pytest.raises(UsageError, match=r"batch_size: expected a multiple of batch_multiple \(3\), got 16 \(with 3 ranks"):
+    batch = get_preset("cpu-demo").schedule.batch_size  # not a multiple of 3
+    with pytest.raises(UsageError, match=rf"batch_size: expected a multiple of batch_multiple \(3\), got {batch} \(with 3 ranks"):
         resolve_options(args, DistInfo(rank=0, world_size=3))
