@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> Path:
     panels = [("real", real_grid(MultiResDataset(run / "dataset"), cols * rows, cols, height // rows))]
     for e, g in zip(ends, grids, strict=True):
         panels.append(
-            (f"{e['resolution']}², {e['kimg']:g} kimg", g.resize((height * g.width // g.height, height), Image.NEAREST))
+            (f"{e['resolution']}x{e['resolution']}, {e['kimg']:g} kimg", g.resize((height * g.width // g.height, height), Image.NEAREST))
         )
     sheet = Image.new("RGB", (sum(im.width for _, im in panels) + _GAP * (len(panels) - 1), height + _CAPTION), "white")
     draw, x = ImageDraw.Draw(sheet), 0
