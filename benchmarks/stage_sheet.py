@@ -57,9 +57,8 @@ def main(argv: list[str] | None = None) -> Path:
     cols, rows = grids[-1].width // tile, grids[-1].height // tile
     panels = [("real", real_grid(MultiResDataset(run / "dataset"), cols * rows, cols, height // rows))]
     for e, g in zip(ends, grids, strict=True):
-        panels.append(
-            (f"{e['resolution']}x{e['resolution']}, {e['kimg']:g} kimg", g.resize((height * g.width // g.height, height), Image.NEAREST))
-        )
+        caption = f"{e['resolution']}x{e['resolution']}, {e['kimg']:g} kimg"
+        panels.append((caption, g.resize((height * g.width // g.height, height), Image.NEAREST)))
     sheet = Image.new("RGB", (sum(im.width for _, im in panels) + _GAP * (len(panels) - 1), height + _CAPTION), "white")
     draw, x = ImageDraw.Draw(sheet), 0
     for caption, im in panels:
