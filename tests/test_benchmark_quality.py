@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _quality_data  # noqa: E402
+import _quality_eval  # noqa: E402
 import quality  # noqa: E402
 
 
@@ -30,7 +32,7 @@ def test_quick_mode_trains_and_scores_every_variant_on_both_datasets(quick):
             assert [p["cpu_s"] >= 0 for p in result["points"]] == [True, True]  # the quick mode's two evaluations
             assert result["points"][0]["cpu_s"] <= result["points"][1]["cpu_s"]
             assert result["final_resolution_reached"] == 32
-            if quality.GROWING[variant]:
+            if _quality_eval.GROWING[variant]:
                 ends = result["stage_ends"]
                 assert [e["resolution"] for e in ends] == [4, 8, 16, 32]  # three stage ends, then the budget's end
                 assert [sorted(map(int, e["levels"])) for e in ends] == [[4], [4, 8], [4, 8, 16], [4, 8, 16, 32]]
@@ -79,14 +81,14 @@ def test_border_step_measures_a_one_pixel_frame():
     import torch
 
     flat = torch.full((2, 3, 8, 8), 100, dtype=torch.uint8)
-    assert quality.border_step(flat) == 0.0
+    assert _quality_eval.border_step(flat) == 0.0
     framed = flat.clone()
     framed[:, :, 0, :] = 140  # a bright top row: a step of 40 on one border of four
-    assert quality.border_step(framed) == 10.0
+    assert _quality_eval.border_step(framed) == 10.0
 
 
 def test_rendered_digits_are_labelled_pngs(tmp_path):
-    quality.render_digits(tmp_path, num_images=12, resolution=32, seed=3)
+    _quality_data.render_digits(tmp_path, num_images=12, resolution=32, seed=3)
     labels = json.loads((tmp_path / "dataset.json").read_text())["labels"]
     assert [name for name, _ in labels] == [f"{i:06d}.png" for i in range(12)]
     assert all(0 <= digit <= 9 for _, digit in labels)
