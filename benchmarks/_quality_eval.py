@@ -55,11 +55,23 @@ def level_swds(fakes: Tensor, cache: Path, real_index: np.ndarray) -> dict[str, 
 
 
 def train_variant(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one variant for `spec["budget"]` CPU-seconds; its SWD curve, stage-end levels and final samples."""
+    """Train one variant for `spec["budget"]` CPU-seconds; its SWD curve, stage-end levels and final samples.
+
+    Runs with `spec["threads"]` torch threads and gives the caller its own count back (in-process runs,
+    `--quick`, must not change the thread count, and so the floating-point results, of what runs next).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(spec["threads"])
+    try:
+        return _train_variant(spec)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_variant(spec: dict[str, Any]) -> dict[str, Any]:
     from progrow.metrics.msssim import ms_ssim_diversity
     from progrow.metrics.swd import swd
 
-    torch.set_num_threads(spec["threads"])
     cache, res, variant = Path(spec["cache"]), spec["resolution"], spec["variant"]
     from progrow.data import MultiResDataset
 

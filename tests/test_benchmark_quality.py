@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -18,7 +19,10 @@ import quality  # noqa: E402
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("quality")
-    return out, quality.main(["--quick", "--out", str(out)])
+    threads = torch.get_num_threads()
+    summary = quality.main(["--quick", "--out", str(out)])  # in this process, with one torch thread per variant
+    assert torch.get_num_threads() == threads  # given back: later tests compare in-process runs with subprocesses
+    return out, summary
 
 
 def test_quick_mode_trains_and_scores_every_variant_on_both_datasets(quick):
@@ -78,8 +82,6 @@ def test_level_regressions_name_every_level_that_got_worse():
 
 
 def test_border_step_measures_a_one_pixel_frame():
-    import torch
-
     flat = torch.full((2, 3, 8, 8), 100, dtype=torch.uint8)
     assert _quality_eval.border_step(flat) == 0.0
     framed = flat.clone()
