@@ -27,6 +27,7 @@ from progrow.metrics.images import (
     Labels,
     RealImages,
     Reals,
+    check_image_batch,
     open_reals,
     real_subset,
     resolve_device,
@@ -177,11 +178,7 @@ def compute_image_metrics(
     generated side as they are (gray repeated to RGB). `device` defaults to the CPU.
     """
     names = _check_metrics(metrics)
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        got = f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images: expected uint8 images [N, 1 or 3, R, R], got {got}")
-    if tuple(images.shape[2:]) != (resolution, resolution) or len(images) < 2:
-        raise ValueError(f"images: expected at least 2 images of {resolution}², got shape {tuple(images.shape)}")
+    check_image_batch(images, resolution, caller="compute_image_metrics")
     weights_path = _check_options(batch_size, kid_subset_size, verbose, cache_dir, weights_path)
     images = images.detach().cpu()
     generated = {"input1": RealImages(images, torch.arange(len(images)))}

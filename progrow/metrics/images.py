@@ -63,6 +63,16 @@ def _as_rgb_u8(images: Tensor) -> Tensor:
     return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
 
 
+def check_image_batch(images: object, resolution: int, *, caller: str) -> Tensor:
+    """`images` if they are uint8 `[N ≥ 2, 1 or 3, R, R]` at `resolution`; else a `ValueError` naming `caller`."""
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        got = f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"{caller}: images expected uint8 [N, 1 or 3, R, R], got {got}")
+    if tuple(images.shape[2:]) != (resolution, resolution) or len(images) < 2:
+        raise ValueError(f"{caller}: images expected at least 2 of {resolution}², got shape {tuple(images.shape)}")
+    return images
+
+
 @contextlib.contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """Run `module` in eval mode inside the block; restore every submodule's train/eval mode after."""

@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from progrow.metrics.fidelity import FIDELITY_METRICS, FidelityMetric, compute_image_metrics, compute_metrics
-from progrow.metrics.images import GeneratedImages, RealImages, Reals, open_reals, real_subset
+from progrow.metrics.images import GeneratedImages, RealImages, Reals, check_image_batch, open_reals, real_subset
 from progrow.metrics.msssim import ms_ssim_diversity
 from progrow.metrics.swd import swd
 from progrow.state import GrowthState
@@ -190,11 +189,7 @@ def evaluate_images(names: Iterable[str], images: Tensor, reals: Reals, resoluti
     if "num_samples" in options:
         raise ValueError("evaluate_images: num_samples is the number of images given; it is not an option here")
     check_options(options, caller="evaluate_images")
-    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        got = f"{images.dtype} of shape {tuple(images.shape)}" if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"evaluate_images: images expected uint8 [n, 1 or 3, R, R], got {got}")
-    if tuple(images.shape[2:]) != (resolution, resolution) or len(images) < 2:
-        raise ValueError(f"evaluate_images: images expected at least 2 of {resolution}², got shape {tuple(images.shape)}")
+    check_image_batch(images, resolution, caller="evaluate_images")
     images = images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images  # gray as RGB, as generated
     options = {k: v for k, v in options.items() if k not in _GENERATOR_OPTIONS}
     out: dict[str, float] = {}
