@@ -120,6 +120,7 @@ TABLE: dict[tuple[str, str], list[Case]] = {
             "inception_weights": _WEIGHTS,
             "data_workers": [(_opt("--data-workers", "-1"), "--data-workers")],
             "tick_kimg": [(_opt("--tick-kimg", "0"), "--tick-kimg")],
+            "tensorboard": [(_opt("--no-tensorboard=1"), "--no-tensorboard")],
         }.items()
     },
     **{

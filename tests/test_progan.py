@@ -335,11 +335,12 @@ def test_a_failing_metric_is_logged_keeps_the_others_and_training_continues(tmp_
     )
 
 
-def test_a_run_whose_only_metric_fails_leaves_no_empty_plots_folder(tmp_path, capsys, monkeypatch):
+def test_a_run_whose_only_metric_fails_writes_no_metric_plot(tmp_path, capsys, monkeypatch):
     _offline_without_weights(tmp_path, monkeypatch)
     out = tmp_path / "broken"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--metrics", "fid", "--metric-samples", "16"]) == 0
-    assert any("metrics_error" in r for r in _read_log(out)) and not (out / "plots").exists()
+    assert any("metrics_error" in r for r in _read_log(out))
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["losses.png"]  # no metric plot, empty or not
 
 
 def test_the_loss_registry_names_every_preset_loss_and_refuses_others():

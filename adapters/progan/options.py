@@ -160,6 +160,12 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         default=None,
         help="kimg between ticks (log line + grid); default: the preset's per-resolution table",
     )
+    p.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="no TensorBoard event files in <out>/tensorboard (written when the tensorboard package is installed)",
+    )
     return p
 
 
@@ -189,6 +195,7 @@ class Options:
     metric_ticks: int = 0
     inception_weights: str | None = None
     data_workers: int = 0
+    tensorboard: bool = True  # TensorBoard event files, when the package is installed
     dist: DistInfo = field(default_factory=DistInfo)
     source: DataSource | None = None  # what --data names, inspected before anything is built
 
@@ -242,6 +249,7 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         metric_ticks=args.metric_ticks,
         inception_weights=args.inception_weights,
         data_workers=args.data_workers,
+        tensorboard=args.tensorboard,
         dist=dist,
         source=source,
     )

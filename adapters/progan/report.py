@@ -1,4 +1,5 @@
-"""What happens at a tick of training: the log record, the progress bar, the log line, the grid, metrics, plots, a checkpoint."""
+"""What happens at a tick of training: the log record, the progress bar, the log line, the grid, TensorBoard,
+metrics, plots, a checkpoint."""
 
 from __future__ import annotations
 
@@ -18,11 +19,18 @@ from progrow.data import MultiResDataset
 from progrow.images import to_pil, to_uint8
 
 from .metric_groups import evaluate_groups
-from .plots import plot_metrics
+from .plots import plot_losses, plot_metrics
 from .resume import write_checkpoint
 from .run import Run
+from .tensorboard_log import TensorBoardLog, open_tensorboard
 
-__all__ = ["Reporter", "save_grid", "evaluate_metrics"]
+__all__ = ["Reporter", "save_grid", "sample_grid", "evaluate_metrics", "LOSS_PLOT_MIN_SECONDS"]
+
+# `plots/losses.png` is redrawn at every tick, except a tick that comes sooner than this after the start or the
+# last drawing; the run's last tick always draws, and a run stopped by a signal draws on its way out. Drawing
+# costs ~0.1 s (importing matplotlib ~0.5 s): runs with ticks a fraction of a second apart (tests, toy
+# schedules) would spend most of their time plotting; ticks of real runs are tens of seconds to minutes apart.
+LOSS_PLOT_MIN_SECONDS = 2.0
 
 
 class Reporter:
@@ -30,11 +38,12 @@ class Reporter:
 
     A tick comes every `tick_kimg` (per resolution), at every stage end and at the end. Rank 0 appends the
     record to `log.jsonl` (printed too when there is no progress bar), saves the G_ema grid, evaluates the
-    metrics when due (stage ends, the end, every `--metric-ticks`) and plots them; every rank joins the
-    checkpoint (stage ends, the end, every `checkpoint_ticks`). A context manager: closes the bar and the log.
+    metrics when due (stage ends, the end, every `--metric-ticks`) and plots them, redraws `plots/losses.png`
+    and logs the tick to TensorBoard (tensorboard_log.py); every rank joins the checkpoint (stage ends, the
+    end, every `checkpoint_ticks`). A context manager: closes the bar, the log and the TensorBoard writer.
     """
 
-    def __init__(self, run: Run, dataset: MultiResDataset) -> None:
+    def __init__(self, run: Run, dataset: MultiResDataset, *, resumed: bool = False) -> None:
         self.run, self.dataset = run, dataset
         opts, p = run.opts, run.opts.preset
         self.main = opts.dist.is_main
@@ -45,22 +54,31 @@ class Reporter:
             run.next_tick_nimg = int(p.tick_kimg_at(run.scheduler.state.resolution) * 1000)
         self.bar = _progress_bar(run)
         self.log = (opts.out / "log.jsonl").open("a") if self.main else None
+        self.tb: TensorBoardLog | None = open_tensorboard(opts, run.scheduler.nimg, resumed=resumed)
         self.started = time.perf_counter()
         self.restart()
         self.warned_plots = False
+        self.loss_plot_at = self.started  # perf_counter() of the last drawing of plots/losses.png
+        self.loss_plot_behind = False  # a tick since that drawing
 
     def __enter__(self) -> Reporter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and self.loss_plot_behind:  # stopped by a signal after an undrawn tick
+            self._plot_losses()
         self.bar.close()
         if self.log is not None:
             self.log.close()
+        if self.tb is not None:
+            self.tb.close()
 
     def restart(self) -> None:
         """Count the next tick from the scheduler's position now (at the start, and after a rollback)."""
         self.bar.n = self.run.scheduler.nimg
         self.tick_start_nimg, self.tick_start_time = self.run.scheduler.nimg, time.perf_counter()
+        if self.tb is not None:
+            self.tb.rewind(self.run.scheduler.nimg)  # after a rollback: TensorBoard drops the ticks past it
 
     def after_step(self, state: pg.GrowthState, new: pg.GrowthState, stats: dict[str, Tensor]) -> None:
         """Advance the bar over the step from `state` to `new`; a tick if one is due."""
@@ -83,9 +101,14 @@ class Reporter:
             if metrics_due:
                 record.update(evaluate_metrics(run, state, self.dataset))
             self._write(record)
-            save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", self.grid_latents, self.grid_labels)
+            grid = save_grid(run, opts.out / "grids" / f"grid-{new.nimg:09d}.png", self.grid_latents, self.grid_labels)
+            if self.tb is not None:
+                self.tb.tick(new.nimg, record, grid)
             if metrics_due:
                 self._plot()
+            self.loss_plot_behind = True
+            if run.scheduler.done or time.perf_counter() - self.loss_plot_at >= LOSS_PLOT_MIN_SECONDS:
+                self._plot_losses()
         if final or run.tick % opts.preset.checkpoint_ticks == 0:
             write_checkpoint(run)
 
@@ -121,8 +144,20 @@ class Reporter:
 
     def _plot(self) -> None:
         out = self.run.opts.out
-        if plot_metrics(out / "log.jsonl", out / "plots") is None and not self.warned_plots:
-            print("notice: matplotlib is not installed, so no metric plots (pip install 'progrow-gan[plots]')", flush=True)
+        if plot_metrics(out / "log.jsonl", out / "plots") is None:
+            self._no_matplotlib()
+
+    def _plot_losses(self) -> None:
+        out = self.run.opts.out
+        if plot_losses(out / "log.jsonl", out / "plots") is None:
+            self._no_matplotlib()
+        self.loss_plot_at, self.loss_plot_behind = time.perf_counter(), False
+
+    def _no_matplotlib(self) -> None:
+        if not self.warned_plots:
+            print(
+                "notice: matplotlib is not installed, so no loss or metric plots (pip install 'progrow-gan[plots]')", flush=True
+            )
             self.warned_plots = True
 
 
@@ -140,8 +175,16 @@ def _progress_bar(run: Run) -> Any:
     )
 
 
-def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Tensor | None) -> None:
-    """G_ema samples from fixed latents, at its bound state, as one PNG; each image enlarged (nearest) to ≥ 64 px."""
+def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Tensor | None) -> Tensor:
+    """`sample_grid` saved as one PNG at `path`; returns the grid."""
+    grid = sample_grid(run, latents, grid_labels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(grid).save(path)
+    return grid
+
+
+def sample_grid(run: Run, latents: torch.Tensor, grid_labels: torch.Tensor | None) -> Tensor:
+    """G_ema samples from fixed latents, at its bound state, tiled `[C, H, W]` uint8; each image enlarged (nearest) to ≥ 64 px."""
     G_ema = run.ema.module
     with torch.no_grad():
         kw = {"labels": grid_labels} if grid_labels is not None else {}
@@ -157,8 +200,7 @@ def save_grid(run: Run, path: Path, latents: torch.Tensor, grid_labels: torch.Te
     for i in range(n):
         r, col = divmod(i, cols)
         grid[:, r * h : (r + 1) * h, col * w : (col + 1) * w] = images[i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(grid).save(path)
+    return grid
 
 
 def evaluate_metrics(run: Run, state: pg.GrowthState, dataset: MultiResDataset) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def begin(run: Run, resume: Resume | None) -> None:
-    """Continue from `resume` (dropping the log records written after it), or start the run folder's config.json."""
+    """Continue from `resume` (dropping the log records written after it), or start the run folder's config.json
+    (and its log: a run killed before its first checkpoint leaves records that this one will write again)."""
     opts = run.opts
     if resume is not None:
         restore(run, resume[1])
@@ -101,6 +102,7 @@ def begin(run: Run, resume: Resume | None) -> None:
             print(f"resumed from {resume[0]} at {run.scheduler.nimg / 1000:.3f} kimg", flush=True)
     elif opts.dist.is_main:
         opts.out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(opts.out / "log.jsonl", 0)
         config = {"identity": opts.identity(), "data": opts.data, "seed": opts.seed}
         (opts.out / "config.json").write_text(json.dumps(config, indent=2))
 

@@ -6,8 +6,9 @@
 
 A second invocation with the same `--out` resumes from its newest checkpoint. Files written to `--out`:
 `log.jsonl` (one line per tick), `grids/` (G_ema samples from fixed latents at every tick),
-`checkpoints/` (every N ticks and at every stage end), `config.json`, and at the end
-`generator.safetensors` + `generator.json` (the G_ema export).
+`plots/losses.png` (D and G losses against kimg, redrawn at every tick; metric plots beside it),
+`tensorboard/` (TensorBoard event files, when the package is installed), `checkpoints/` (every N ticks and
+at every stage end), `config.json`, and at the end `generator.safetensors` + `generator.json` (the G_ema export).
 
 The script reads top to bottom: `main` → `resolve_options` (options.py: the command line) → `run_training`
 (resume.py: which checkpoint; dataset.py: the data cache) → `train`: `build_run` (run.py: networks, EMA,
@@ -63,7 +64,11 @@ def train(opts: Options, dataset: MultiResDataset, resume: Resume | None) -> Run
     run = build_run(opts, dataset)
     begin(run, resume)  # restore the checkpoint, or start the run folder
     sched = run.scheduler
-    with StopSignals(opts.stop_signals) as stop, closing(run.sampler), Reporter(run, dataset) as report:
+    with (
+        StopSignals(opts.stop_signals) as stop,
+        closing(run.sampler),
+        Reporter(run, dataset, resumed=resume is not None) as report,
+    ):
         while not sched.done:
             state = sched.state
             stats = train_step(run, state)

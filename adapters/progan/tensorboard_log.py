@@ -1,0 +1,131 @@
+"""TensorBoard logging of a training run (optional: needs the `tensorboard` package; rank 0 only).
+
+Event files go to `<out>/tensorboard/`. The step of every event is the number of images shown (`nimg`,
+the log's kimg × 1000). At each tick: every numeric field of the `log.jsonl` record as a scalar — the losses
+and their terms (`Loss/D`, `Loss/G`, `Loss/D_<term>`), `Progress/alpha`, `Progress/resolution`,
+`Progress/stage`, `Progress/batch_size`, `Train/lr`, `Train/skipped_steps`, `Speed/img_per_s`, the metrics
+(`Metrics/<name>`, one curve through all resolutions) — and the G_ema sample grid (`Samples/G_ema`).
+The resolved options go in once per session as the text `config`.
+
+A session starts at step S: 0 for a fresh run, N + 1 when resuming a checkpoint at N images. It opens with
+a purge mark at S, so TensorBoard's reader drops the events at S and later that an earlier, killed session
+wrote past its last checkpoint; `log.jsonl` is cut at the same point (`resume.begin`). A rollback to an
+earlier checkpoint marks a purge the same way. The writer is flushed at every tick: a kill loses at most
+what was logged since the last one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from .options import Options
+
+__all__ = ["TensorBoardLog", "open_tensorboard", "scalar_tag", "config_text", "NOTICE"]
+
+NOTICE = (
+    "notice: tensorboard is not installed, so no TensorBoard logs (pip install 'progrow-gan[tensorboard]'; "
+    "--no-tensorboard turns this notice off)"
+)
+
+_TAGS = {
+    "d_loss": "Loss/D",
+    "g_loss": "Loss/G",
+    "alpha": "Progress/alpha",
+    "resolution": "Progress/resolution",
+    "stage": "Progress/stage",
+    "batch_size": "Progress/batch_size",
+    "lr": "Train/lr",
+    "skipped_steps": "Train/skipped_steps",
+    "img_per_s": "Speed/img_per_s",
+}
+_NOT_SCALARS = {"tick", "kimg", "seconds"}  # the tick count, the step itself, the session's clock (TensorBoard has its own)
+
+
+def scalar_tag(key: str) -> str | None:
+    """The TensorBoard tag of a `log.jsonl` field, or None for the fields that are not logged as scalars."""
+    if key in _NOT_SCALARS:
+        return None
+    if key in _TAGS:
+        return _TAGS[key]
+    if "@" in key:  # a metric, `name@resolution`
+        return f"Metrics/{key.split('@', 1)[0]}"
+    if key.startswith("d_"):
+        return f"Loss/D_{key[2:]}"
+    if key.startswith("g_"):
+        return f"Loss/G_{key[2:]}"
+    return f"Train/{key}"
+
+
+def config_text(opts: Options) -> str:
+    """The resolved options of the run as JSON in a markdown code block (what TensorBoard's text tab shows)."""
+    config: dict[str, Any] = {}
+    for f in fields(opts):
+        value = getattr(opts, f.name)
+        if f.name == "preset":
+            value = value.to_dict()
+        elif f.name == "stop_signals":
+            value = [s.name for s in value]
+        elif f.name == "dist":
+            value = {"world_size": value.world_size}
+        elif f.name == "source":
+            value = None if value is None else value.description
+        config[f.name] = value
+    return "```json\n" + json.dumps(config, indent=2, default=str) + "\n```"
+
+
+class TensorBoardLog:
+    """A `SummaryWriter` on `log_dir` whose steps are image counts, for a session that starts at `nimg` images."""
+
+    def __init__(self, log_dir: Path, *, nimg: int, resumed: bool, config: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir, self.config = log_dir, config
+        self.config_step = nimg + 1 if resumed else 0  # where the session's purge mark and config go
+        self.writer = SummaryWriter(str(log_dir), purge_step=self.config_step, flush_secs=3600)  # flushed at every tick
+        self.writer.add_text("config", config, global_step=self.config_step)
+        self.writer.flush()
+        self.last_step = nimg  # of the newest tick logged (or the start)
+
+    def tick(self, nimg: int, record: dict[str, Any], grid: Tensor) -> None:
+        """The record's numeric fields as scalars and the grid `[C, H, W]` uint8 as an image, at step `nimg`; flushed."""
+        for key, value in record.items():
+            tag = scalar_tag(key)
+            if tag is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(tag, value, global_step=nimg)
+        self.writer.add_image("Samples/G_ema", grid, global_step=nimg, dataformats="CHW")
+        self.writer.flush()
+        self.last_step = nimg
+
+    def rewind(self, nimg: int) -> None:
+        """Training went back to `nimg` (a rollback): a purge mark drops what was logged after it, as on resume."""
+        if nimg >= self.last_step:
+            return
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+        file_writer: Any = self.writer.file_writer
+        file_writer.add_event(Event(step=nimg + 1, session_log=SessionLog(status=SessionLog.START)))
+        if nimg + 1 <= self.config_step:  # the mark dropped this session's config too
+            self.config_step = nimg + 1
+            self.writer.add_text("config", self.config, global_step=self.config_step)
+        self.writer.flush()
+        self.last_step = nimg
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def open_tensorboard(opts: Options, nimg: int, *, resumed: bool) -> TensorBoardLog | None:
+    """The run's TensorBoard log (rank 0, unless `--no-tensorboard`); None, with one notice, without tensorboard."""
+    if not opts.tensorboard or not opts.dist.is_main:
+        return None
+    try:
+        import torch.utils.tensorboard  # noqa: F401  (raises ImportError without the tensorboard package)
+    except ImportError:
+        print(NOTICE, flush=True)
+        return None
+    return TensorBoardLog(opts.out / "tensorboard", nimg=nimg, resumed=resumed, config=config_text(opts))
