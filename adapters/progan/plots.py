@@ -12,7 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_metrics", "plot_losses", "read_log", "stage_changes", "fade_spans", "loss_keys"]
+__all__ = ["plot_metrics", "plot_losses", "loss_figure", "read_log", "stage_changes", "fade_spans", "loss_keys"]
 
 _METRIC_KEY = re.compile(r"^([a-z_]+)@(\d+)$")
 _TERM_COLOURS = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
@@ -101,16 +101,32 @@ def plot_metrics(log_path: Path, out_dir: Path) -> list[Path] | None:
 
 
 def plot_losses(log_path: Path, out_dir: Path) -> Path | None:
-    """Write `<out_dir>/losses.png`: the D loss and its terms above, the G loss below, against kimg; None without matplotlib.
+    """Write `<out_dir>/losses.png` (`loss_figure` of the log); None without matplotlib or before the first tick.
 
-    Dashed lines mark the stage changes (labelled with the resolution that begins there), shading the fade-ins.
-    Nothing is written before the first tick. The file is replaced whole, so a viewer never reads half of it.
+    The file is replaced whole, so a viewer never reads half of it.
     """
     try:
-        from matplotlib.figure import Figure  # no pyplot: no global figure state, nothing to close
+        fig = loss_figure(read_log(log_path))
     except ImportError:
         return None
-    records = read_log(log_path)
+    if fig is None:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "losses.png"
+    tmp = out_dir / "losses.png.tmp"
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+    return path
+
+
+def loss_figure(records: list[dict[str, Any]]) -> Any:
+    """The D loss and its terms above, the G loss below, against kimg (a matplotlib `Figure`; None without losses).
+
+    Dashed lines mark the stage changes, each stage is labelled with its resolution at its start, and shading
+    marks the fade-ins. Raises ImportError without matplotlib.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, nothing to close
+
     d_keys, g_keys = loss_keys(records)
     if not d_keys and not g_keys:
         return None
@@ -139,12 +155,7 @@ def plot_losses(log_path: Path, out_dir: Path) -> Path | None:
     ax_g.set_xlabel("kimg")
     ax_d.set_title("losses at each tick    (dashed: stage changes, shaded: fade-in)", fontsize=10, loc="left")
     fig.subplots_adjust(left=0.08, right=0.82, top=0.93, bottom=0.09, hspace=0.08)  # fixed: tight_layout costs a draw
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "losses.png"
-    tmp = out_dir / "losses.png.tmp"
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    return fig
 
 
 def _mark_stages(ax_d: Any, ax_g: Any, records: list[dict[str, Any]]) -> None:
