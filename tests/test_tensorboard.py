@@ -184,6 +184,18 @@ def test_a_fresh_start_over_a_run_killed_before_its_first_checkpoint_drops_that_
     assert len(_steps(accumulator(out / "tensorboard", purge=False), "Loss/D")) == 5  # both runs' ticks are in the files
 
 
+def test_a_session_opened_within_the_second_of_the_last_file_sorts_after_it(tmp_path):
+    """TensorBoard reads the files in name order; a quick restart must not land before the session it purges."""
+    pytest.importorskip("torch.utils.tensorboard")
+    folder = tmp_path / "tensorboard"
+    folder.mkdir()
+    second = int(time.time()) + 1  # the next second, and a host and pid that sort after any of this machine's
+    (folder / f"events.out.tfevents.{second:010d}.zzzz.99999999.0").write_bytes(b"")
+    tensorboard_log.TensorBoardLog(folder, nimg=0, resumed=False, config="{}").close()
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 2 and names[0].startswith(f"events.out.tfevents.{second:010d}.zzzz."), names
+
+
 def test_no_tensorboard_option_writes_no_event_files(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--no-tensorboard"]) == 0

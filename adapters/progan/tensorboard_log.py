@@ -10,13 +10,15 @@ The resolved options go in once per session as the text `config`.
 A session starts at step S: 0 for a fresh run, N + 1 when resuming a checkpoint at N images. It opens with
 a purge mark at S, so TensorBoard's reader drops the events at S and later that an earlier, killed session
 wrote past its last checkpoint; `log.jsonl` is cut at the same point (`resume.begin`). A rollback to an
-earlier checkpoint marks a purge the same way. The writer is flushed at every tick: a kill loses at most
-what was logged since the last one.
+earlier checkpoint marks a purge the same way. Each session writes a new event file, named to sort after
+the earlier ones (TensorBoard reads them in name order). The writer is flushed at every tick: a kill loses
+at most what was logged since the last one.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,7 @@ class TensorBoardLog:
 
         self.log_dir, self.config = log_dir, config
         self.config_step = nimg + 1 if resumed else 0  # where the session's purge mark and config go
+        _wait_for_a_later_file_name(log_dir)
         self.writer = SummaryWriter(str(log_dir), purge_step=self.config_step, flush_secs=3600)  # flushed at every tick
         self.writer.add_text("config", config, global_step=self.config_step)
         self.writer.flush()
@@ -117,6 +120,21 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _wait_for_a_later_file_name(log_dir: Path) -> None:
+    """Wait until this session's event file will sort after those of earlier sessions (at most a second).
+
+    TensorBoard reads a run's event files in name order, and a purge mark only drops what was read before it;
+    a file is named `events.out.tfevents.<second>.<host>.<pid>.<n>` by the second it is opened in, so a
+    session opened in the same second as the one before it (a quick restart) could sort before that one.
+    """
+    seconds = [
+        int(part[3]) for p in log_dir.glob("events.out.tfevents.*") if len(part := p.name.split(".")) > 3 and part[3].isdigit()
+    ]
+    wait = max(seconds, default=0) + 1 - time.time()
+    if 0 < wait <= 2:  # more: a clock set back; the order cannot be had by waiting
+        time.sleep(wait)
 
 
 def open_tensorboard(opts: Options, nimg: int, *, resumed: bool) -> TensorBoardLog | None:
