@@ -196,6 +196,38 @@ def test_a_session_opened_within_the_second_of_the_last_file_sorts_after_it(tmp_
     assert len(names) == 2 and names[0].startswith(f"events.out.tfevents.{second:010d}.zzzz."), names
 
 
+_LIMITED = textwrap.dedent("""
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+    from progrow.adapters.progan import report
+    report.LOSS_PLOT_MIN_SECONDS = float("inf")  # losses.png is larger than the limit: let the event file reach it first
+    from progrow.adapters.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_an_event_file_past_the_file_size_limit_is_one_error_naming_it_and_the_run_starts_over(tmp_path, served_steps):
+    out = tmp_path / "run"
+    assert train_main([*FAST, "--out", str(tmp_path / "cache"), "--kimg", "0.032", "--no-tensorboard"]) == 0
+    out.mkdir()
+    shutil.copytree(tmp_path / "cache" / "dataset", out / "dataset")  # the cache is larger than the limit
+    # ~3 kB of events per tick; no checkpoint before 1 kimg
+    argv = ["train", *FAST, "--data", str(out / "dataset"), "--phase-kimg", "1", "--kimg", "0.5", "--checkpoint-ticks", "100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED, *argv, "--out", str(out)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 2, proc.stderr
+    (events,) = (out / "tensorboard").glob("events.out.tfevents.*")
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert errors == [f"error: could not write {events}: File too large"] and "Traceback" not in proc.stderr, proc.stderr
+    assert events.stat().st_size == 20_000  # cut inside a record, as by a full disk
+    assert train_main([*argv[1:], "--out", str(out), "--kimg", "0.128"]) == 0  # no checkpoint: a fresh start
+    served = served_steps(out / "tensorboard")
+    assert served["Loss/D"] == served["Samples/G_ema"] == [32, 64, 96, 128] and served["config/text_summary"] == [0]
+
+
 def test_no_tensorboard_option_writes_no_event_files(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064", "--no-tensorboard"]) == 0

@@ -11,13 +11,17 @@ A session starts at step S: 0 for a fresh run, N + 1 when resuming a checkpoint 
 a purge mark at S, so TensorBoard's reader drops the events at S and later that an earlier, killed session
 wrote past its last checkpoint; `log.jsonl` is cut at the same point (`resume.begin`). A rollback to an
 earlier checkpoint marks a purge the same way. Each session writes a new event file, named to sort after
-the earlier ones (TensorBoard reads them in name order). The writer is flushed at every tick: a kill loses
-at most what was logged since the last one.
+the earlier ones (TensorBoard reads them in name order), flushed at every tick: a kill loses at most what
+was logged since the last one. The events are those of torch's `SummaryWriter` (its summary builders and
+record format); only the writing is done here, in the training thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -81,17 +85,28 @@ def config_text(opts: Options) -> str:
 
 
 class TensorBoardLog:
-    """A `SummaryWriter` on `log_dir` whose steps are image counts, for a session that starts at `nimg` images."""
+    """This session's event file in `log_dir`, whose steps are image counts; the session starts at `nimg` images.
+
+    Events are written in this thread (torch's `SummaryWriter` writes from a thread of its own, where a full disk
+    becomes a traceback on stderr and the write error reaches the run without the file's name): a failed write is
+    an `OSError` naming the event file, which ends the run like any failed write in its folder.
+    """
 
     def __init__(self, log_dir: Path, *, nimg: int, resumed: bool, config: str) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import RecordWriter
+        from torch.utils.tensorboard.summary import image, scalar, text
 
-        self.log_dir, self.config = log_dir, config
+        self._scalar, self._image, self._text = scalar, image, text
+        self.config = config
         self.config_step = nimg + 1 if resumed else 0  # where the session's purge mark and config go
-        _wait_for_a_later_file_name(log_dir)
-        self.writer = SummaryWriter(str(log_dir), purge_step=self.config_step, flush_secs=3600)  # flushed at every tick
-        self.writer.add_text("config", config, global_step=self.config_step)
-        self.writer.flush()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.path = log_dir / _event_file_name(log_dir)
+        self.file = self.path.open("ab")
+        self.records = RecordWriter(self.file)
+        self._add(_event(file_version="brain.Event:2"))  # the version whose purge marks count
+        self._purge_from(self.config_step)
+        self._add_summary(text("config", config), self.config_step)
+        self.flush()
         self.last_step = nimg  # of the newest tick logged (or the start)
 
     def tick(self, nimg: int, record: dict[str, Any], grid: Tensor) -> None:
@@ -99,42 +114,69 @@ class TensorBoardLog:
         for key, value in record.items():
             tag = scalar_tag(key)
             if tag is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(tag, value, global_step=nimg)
-        self.writer.add_image("Samples/G_ema", grid, global_step=nimg, dataformats="CHW")
-        self.writer.flush()
+                self._add_summary(self._scalar(tag, float(value)), nimg)
+        self._add_summary(self._image("Samples/G_ema", grid.numpy(), dataformats="CHW"), nimg)
+        self.flush()
         self.last_step = nimg
 
     def rewind(self, nimg: int) -> None:
         """Training went back to `nimg` (a rollback): a purge mark drops what was logged after it, as on resume."""
         if nimg >= self.last_step:
             return
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-
-        file_writer: Any = self.writer.file_writer
-        file_writer.add_event(Event(step=nimg + 1, session_log=SessionLog(status=SessionLog.START)))
+        self._purge_from(nimg + 1)
         if nimg + 1 <= self.config_step:  # the mark dropped this session's config too
             self.config_step = nimg + 1
-            self.writer.add_text("config", self.config, global_step=self.config_step)
-        self.writer.flush()
+            self._add_summary(self._text("config", self.config), self.config_step)
+        self.flush()
         self.last_step = nimg
 
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+
     def close(self) -> None:
-        self.writer.close()
+        """Close the file; what it still buffers is only what a failed write could not write (each tick is flushed)."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+
+    def _purge_from(self, step: int) -> None:
+        """A session-start mark: TensorBoard's reader drops the events it has read at `step` and later."""
+        from tensorboard.compat.proto.event_pb2 import SessionLog
+
+        self._add(_event(step=step, session_log=SessionLog(status=SessionLog.START)))
+
+    def _add_summary(self, summary: Any, step: int) -> None:
+        self._add(_event(step=step, summary=summary))
+
+    def _add(self, event: Any) -> None:
+        try:
+            self.records.write(event.SerializeToString())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
 
-def _wait_for_a_later_file_name(log_dir: Path) -> None:
-    """Wait until this session's event file will sort after those of earlier sessions (at most a second).
+def _event(**fields: Any) -> Any:
+    """A TensorBoard `Event` stamped now."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    return Event(wall_time=time.time(), **fields)
+
+
+def _event_file_name(log_dir: Path) -> str:
+    """`events.out.tfevents.<second>.<host>.<pid>.0`, as TensorBoard's writers name them, with a second later than
+    that of every event file already in `log_dir`.
 
     TensorBoard reads a run's event files in name order, and a purge mark only drops what was read before it;
-    a file is named `events.out.tfevents.<second>.<host>.<pid>.<n>` by the second it is opened in, so a
-    session opened in the same second as the one before it (a quick restart) could sort before that one.
+    named by the second alone, a session opened in the same second as the one before it (a quick restart)
+    could sort before that one.
     """
     seconds = [
         int(part[3]) for p in log_dir.glob("events.out.tfevents.*") if len(part := p.name.split(".")) > 3 and part[3].isdigit()
     ]
-    wait = max(seconds, default=0) + 1 - time.time()
-    if 0 < wait <= 2:  # more: a clock set back; the order cannot be had by waiting
-        time.sleep(wait)
+    second = max(int(time.time()), max(seconds, default=-1) + 1)
+    return f"events.out.tfevents.{second:010d}.{socket.gethostname()}.{os.getpid()}.0"
 
 
 def open_tensorboard(opts: Options, nimg: int, *, resumed: bool) -> TensorBoardLog | None:
