@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - older torch
     _FLOP_REGISTRY = {}
 
 _LOCAL_SCALAR = torch.ops.aten._local_scalar_dense.default
+_DEVICE = torch.ops.prim.device.default
 
 
 def tracked_tensors(*objects: Any) -> Iterator[Tensor]:
@@ -100,13 +101,12 @@ class MemoryCounter(TorchDispatchMode):
     def track(self, *objects: Any) -> None:
         """Count the tensors of `objects` (see `tracked_tensors`) as alive from the start of the count."""
         for t in tracked_tensors(*objects):
-            self._add(t, retroactive=True)
+            self._track(t)
         if not self._started:
             self.baseline_bytes = self.current_bytes
 
     def __enter__(self) -> MemoryCounter:
-        gc.collect()  # garbage of earlier code must not be freed (and uncounted) at a random point in here
-        self._gc_was_enabled = gc.isenabled()
+        self._gc_was_enabled = gc.isenabled()  # off inside: cyclic garbage is freed at no random point of the step
         gc.disable()
         return super().__enter__()
 
@@ -123,19 +123,27 @@ class MemoryCounter(TorchDispatchMode):
     # ---------------------------------------------------------------------------------------- dispatch
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if func is _DEVICE:  # `t.device` of a tensor subclass: a query, nothing allocated
+            return func(*args, **kwargs)
         self._started = True
-        inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)]
+        inputs = _tensors(args, kwargs.values())
+        sizes = self._sizes
         for t in inputs:  # a tensor from before the count that was not tracked: alive all along
-            self._add(t, retroactive=True)
+            if t.layout == torch.strided and t.untyped_storage()._cdata not in sizes:
+                self._add(t.untyped_storage(), retroactive=True)
         if func is _LOCAL_SCALAR and inputs and _is_fake(inputs[0]):
             return True if inputs[0].dtype == torch.bool else 0
         out = func(*args, **kwargs)
-        for t in tree_leaves(out):
-            if isinstance(t, Tensor):
-                self._add(t, retroactive=False)
-        for t in inputs:  # in-place resizes (`out=` variants, `resize_`)
-            self._resized(t)
-        self.peak_bytes = max(self.peak_bytes, self.current_bytes)
+        for t in _tensors((out,)):
+            if t.layout == torch.strided:
+                storage = t.untyped_storage()
+                if storage._cdata not in sizes:
+                    self._add(storage, retroactive=False)
+        if _mutates(func):  # in-place resizes (`out=` variants, `resize_`)
+            for t in inputs:
+                self._resized(t)
+        if self.current_bytes > self.peak_bytes:
+            self.peak_bytes = self.current_bytes
         if self.count_flops:
             counter = _FLOP_REGISTRY.get(func._overloadpacket)
             if counter is not None:
@@ -143,14 +151,17 @@ class MemoryCounter(TorchDispatchMode):
         return out
 
     # ---------------------------------------------------------------------------------------- internal
-    def _add(self, t: Tensor, *, retroactive: bool) -> None:
+    def _track(self, t: Tensor) -> None:
         if t.layout != torch.strided:  # sparse / nested layouts: their parts reach the dispatcher as strided tensors
             return
         storage = t.untyped_storage()
-        key = storage._cdata
-        if key in self._sizes:
+        if storage._cdata in self._sizes:
             self._resized(t)
-            return
+        else:
+            self._add(storage, retroactive=True)
+
+    def _add(self, storage: torch.UntypedStorage, *, retroactive: bool) -> None:
+        key = storage._cdata
         nbytes = storage.nbytes()
         self._sizes[key] = nbytes
         self.current_bytes += nbytes
@@ -171,6 +182,33 @@ class MemoryCounter(TorchDispatchMode):
 
     def _free(self, key: int) -> None:
         self.current_bytes -= self._sizes.pop(key, 0)
+
+
+def _tensors(*groups: Iterable[Any]) -> list[Tensor]:
+    """The tensors among the items of `groups`, one level of lists / tuples deep (operator arguments and results)."""
+    out: list[Tensor] = []
+    for group in groups:
+        for x in group:
+            if isinstance(x, Tensor):
+                out.append(x)
+            elif isinstance(x, (list, tuple)):
+                for y in x:
+                    if isinstance(y, Tensor):
+                        out.append(y)
+                    elif isinstance(y, (list, tuple)):
+                        out.extend(t for t in tree_leaves(y) if isinstance(t, Tensor))
+    return out
+
+
+_MUTATES: dict[Any, bool] = {}
+
+
+def _mutates(func: Any) -> bool:
+    """Whether operator `func` writes to one of its arguments (which may resize its storage)."""
+    known = _MUTATES.get(func)
+    if known is None:
+        known = _MUTATES[func] = any(a.alias_info is not None and a.alias_info.is_write for a in func._schema.arguments)
+    return known
 
 
 def _is_fake(t: Tensor) -> bool:

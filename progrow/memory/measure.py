@@ -40,16 +40,22 @@ Phase = Literal["fade", "stable"]
 class CountingMeasure:
     """`measure(resolution, batch)`: the counted peak (`MemoryCounter`) of one `step(resolution, batch)`.
 
-    The first call at a resolution runs one uncounted warm-up step there, so optimizer states exist as
-    in training (a steady-state step is what is counted). `track` lists what lives before the step
-    (modules, optimizers, an EMA), counted from its start. With `fake_mode` (a
+    Uncounted warm-up steps come first, so gradients and optimizer states exist as in training (a
+    steady-state step is what is counted): one per resolution at its first call, or, with
+    `warmup_resolution`, one only, there (the final resolution: every weight then has its state, which
+    every later count includes — a slight overstatement below it, and one step instead of one per stage).
+    `track` lists what lives before the step (modules, optimizers, an EMA), counted from its start. With
+    `fake_mode` (a
     `torch._subclasses.fake_tensor.FakeTensorMode` the models were built in) every step runs inside that
     mode, without memory or arithmetic. `counts[(resolution, batch)]` keeps each finished counter
     (`peak_bytes`, `baseline_bytes`, `flops`).
     """
 
-    def __init__(self, step: Step, *, track: Iterable[Any], fake_mode: Any | None = None) -> None:
+    def __init__(
+        self, step: Step, *, track: Iterable[Any], fake_mode: Any | None = None, warmup_resolution: int | None = None
+    ) -> None:
         self.step = step
+        self.warmup_resolution = warmup_resolution
         self.track = list(track)
         self.fake_mode = fake_mode
         self.counts: dict[tuple[int, int], MemoryCounter] = {}
@@ -57,9 +63,11 @@ class CountingMeasure:
 
     def __call__(self, resolution: int, batch_size: int) -> int:
         with self.fake_mode if self.fake_mode is not None else contextlib.nullcontext():
-            if resolution not in self._warm:
-                self.step(resolution, 1)
-                self._warm.add(resolution)
+            warmup = resolution if self.warmup_resolution is None else self.warmup_resolution
+            if warmup not in self._warm:
+                with MemoryCounter(count_flops=False):  # answers data-dependent reads of fake tensors
+                    self.step(warmup, 1)
+                self._warm.add(warmup)
             counter = MemoryCounter()
             with counter:
                 counter.track(*self.track)

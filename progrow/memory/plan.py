@@ -170,9 +170,14 @@ def plan_batch_sizes(
         last = 40 if pow2 else 2**40 // multiple
     else:
         last = int(math.log2(max_batch // multiple)) if pow2 else max_batch // multiple - 1
-    rows = [
-        _plan_one(measure, r, usable, ranks, batch_at, last, max_batch is not None, pow2, budget_bytes, margin) for r in res_list
-    ]
+    rows: list[ResolutionPlan] = []
+    for r in res_list:
+        hint = None
+        if rows:  # the previous resolution's line, its slope scaled as from the one before (×4 at first: area)
+            a, b = _slope_hint(rows[-1])
+            growth = b / _slope_hint(rows[-2])[1] if len(rows) > 1 else 4.0
+            hint = (a, b * growth)
+        rows.append(_plan_one(measure, r, usable, ranks, batch_at, last, max_batch is not None, budget_bytes, margin, hint))
 
     batches = {row.resolution: row.batch_size for row in rows}
     changes: dict[str, Any] = {
@@ -205,57 +210,84 @@ def _plan_one(
     batch_at: Any,
     last: int,
     capped_search: bool,
-    pow2: bool,
     budget: int,
     margin: float,
+    hint: tuple[float, float] | None,
 ) -> ResolutionPlan:
-    """Search the allowed batches `batch_at(0 … last)` at one resolution (see `plan_batch_sizes`)."""
+    """Search the allowed batches `batch_at(0 … last)` at one resolution (see `plan_batch_sizes`).
+
+    Invariant: index `lo` fits (−1: none known yet), index `hi` (when known) does not; the search ends when
+    they are neighbours (or `lo` is `last`). Each probe is where the line through the two latest
+    measurements meets the budget (a secant step), kept strictly between `lo` and `hi`; every fourth
+    probe inside a bracket bisects it instead, so the search ends in O(log) probes whatever the curve.
+    `hint`, a guess of the line from the previous resolution, places the first probe.
+    """
     peaks: dict[int, int] = {}  # candidate index -> measured peak
     order: list[int] = []
 
-    def peak(i: int) -> int:
-        if i not in peaks:
-            peaks[i] = int(measure(resolution, batch_at(i) // ranks))
-            order.append(i)
-        return peaks[i]
+    def per_rank(i: int) -> int:
+        return int(batch_at(i)) // ranks
 
-    if peak(0) > usable:
-        raise BudgetError(resolution, batch_at(0), peaks[0], usable, budget, margin)
-    lo, hi = 0, None  # lo fits; hi (when known) is the smallest index that does not
-    probe: int | None = min(last, 2 if pow2 else 3)  # a second point, 4× the first batch
-    misses = 0
+    lo, hi = -1, None
+    bracketed = 0  # probes made while both lo and hi were known
     for _ in range(_MAX_PROBES):
         top = last if hi is None else hi - 1
         if lo >= top:
             break
-        if probe is None:
-            a, b = _fit([(batch_at(i) // ranks, peaks[i]) for i in order])
-            if b > 0:
-                predicted = _index_at_most(batch_at, ranks, (usable - a) / b, last)
-            else:
-                predicted = 2 * lo + 1
-            probe = predicted
-            if hi is not None and misses >= 2:  # the line keeps overshooting: bisect
+        line = _secant(order, peaks, per_rank) if len(order) >= 2 else None
+        if line is None and len(order) == 1 and hint is not None:  # one point: the hint's slope through it
+            x0, y0 = per_rank(order[0]), peaks[order[0]]
+            line = (y0 - hint[1] * x0, hint[1])
+        elif line is None and not order:
+            line = hint
+        if not order and capped_search:  # the cap first: where it fits, one step decides
+            probe = last
+        elif line is not None and line[1] > 0:
+            probe = _index_at_most(batch_at, ranks, (usable - line[0]) / line[1], last)
+        elif not order:
+            probe = 0
+        else:  # no usable slope yet: 16× the largest batch that fits
+            probe = _index_at_most(batch_at, ranks, 16 * per_rank(max(lo, 0)), last)
+        if lo >= 0 and hi is not None:
+            bracketed += 1
+            if bracketed % 4 == 0:
                 probe = (lo + hi) // 2
         probe = max(lo + 1, min(probe, top))
-        if peak(probe) <= usable:
+        peaks[probe] = int(measure(resolution, per_rank(probe)))
+        order.append(probe)
+        if peaks[probe] <= usable:
             lo = probe
-            misses = 0
         else:
             hi = probe
-            misses += 1
-        probe = None
-    fit = _fit([(batch_at(i) // ranks, peaks[i]) for i in order])
+    if lo < 0:
+        raise BudgetError(resolution, batch_at(0), peaks[0], usable, budget, margin)
     return ResolutionPlan(
         resolution=resolution,
         batch_size=batch_at(lo),
-        per_rank=batch_at(lo) // ranks,
+        per_rank=per_rank(lo),
         peak_bytes=peaks[lo],
         next_bytes=peaks.get(lo + 1),
         capped=capped_search and lo == last,
-        fit=fit,
-        measurements=tuple((batch_at(i) // ranks, peaks[i]) for i in order),
+        fit=_fit([(per_rank(i), peaks[i]) for i in order]),
+        measurements=tuple((per_rank(i), peaks[i]) for i in order),
     )
+
+
+def _slope_hint(row: ResolutionPlan) -> tuple[float, float]:
+    """A row's fitted line; from one measurement, the line through it and the origin (a steeper guess)."""
+    if len(row.measurements) >= 2 and row.fit[1] > 0:
+        return row.fit
+    x, y = row.measurements[-1]
+    return (0.0, y / x)
+
+
+def _secant(order: list[int], peaks: dict[int, int], per_rank: Any) -> tuple[float, float] | None:
+    """`(a, b)` of the line through the two latest measurements (None if they cannot define a rising one)."""
+    (x0, y0), (x1, y1) = ((per_rank(i), peaks[i]) for i in order[-2:])
+    if x1 == x0 or y0 >= OUT_OF_MEMORY or y1 >= OUT_OF_MEMORY:
+        return None
+    b = (y1 - y0) / (x1 - x0)
+    return (y0 - b * x0, b) if b > 0 else None
 
 
 def _index_at_most(batch_at: Any, ranks: int, per_rank: float, last: int) -> int:
