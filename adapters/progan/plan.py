@@ -24,17 +24,26 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import progrow as pg
-from progrow.data import Prefetcher
-from progrow.memory import BatchPlan, CountingMeasure, CudaMeasure, LrScaling, Measure, plan_batch_sizes
+from progrow.data import MultiResDataset, Prefetcher
+from progrow.memory import (
+    BatchPlan,
+    CountingMeasure,
+    CudaMeasure,
+    LrScaling,
+    Measure,
+    format_bytes,
+    free_memory,
+    plan_batch_sizes,
+)
 
-from .distributed import DistInfo
+from .distributed import DistInfo, gather_objects
 from .losses import losses_for
-from .options import Options, Precision
+from .options import DEFAULT_MAX_BATCH, Options, Precision, UsageError
 from .presets import ProGANPreset
 from .run import Run, build_models
 from .step import train_step
 
-__all__ = ["PlanningRun", "plan_preset", "planning_options"]
+__all__ = ["PlanningRun", "plan_preset", "planning_options", "plan_for_run", "with_recorded_plan"]
 
 
 class _TrialBatches:
@@ -168,3 +177,60 @@ def plan_preset(
             torch.cuda.empty_cache()
     extra = {"preset": opts.preset.name, "precision": opts.precision, "channels_last": opts.channels_last}
     return replace(plan, extra=extra), measure
+
+
+def plan_for_run(opts: Options, dataset: MultiResDataset) -> Options:
+    """`--batch-memory`: `opts` with the preset's batch table planned for the budget on this run's device.
+
+    CUDA: real steps, `max_memory_allocated` (rank 0's table is used by every rank); elsewhere: counted on
+    fake tensors. Batches are multiples of the world size, at most `DEFAULT_MAX_BATCH`. The plan goes to
+    `opts.batch_plan` (config.json and every checkpoint keep it).
+    """
+    assert opts.batch_memory is not None
+    try:
+        budget = free_memory(opts.device) if opts.batch_memory == "auto" else opts.batch_memory
+    except ValueError as exc:
+        raise UsageError(f"--batch-memory {exc}") from None
+    num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
+    try:
+        plan, _ = plan_preset(
+            opts,
+            budget,
+            ranks=opts.dist.world_size,
+            num_classes=num_classes,
+            img_channels=dataset.num_channels,
+            fake=opts.device.type != "cuda",
+            max_batch=max(DEFAULT_MAX_BATCH, opts.dist.world_size),
+        )
+    except ValueError as exc:  # BudgetError included
+        raise UsageError(f"--batch-memory {_spec(opts.batch_memory)}: {exc}") from None
+    record = gather_objects({**plan.to_dict(), "spec": _spec(opts.batch_memory)}, opts.dist)[0]
+    schedule = opts.preset.schedule.replace(**{k: record["schedule"][k] for k in _BATCH_FIELDS})
+    if opts.dist.is_main:
+        table = ", ".join(f"{r}²: {b}" for r, b in schedule.batch_size_per_res.items())
+        print(
+            f"batch table planned for {format_bytes(budget)} per device (--batch-memory {_spec(opts.batch_memory)}, "
+            f"{plan.margin:.0%} margin, {plan.method}): {table}",
+            flush=True,
+        )
+    return replace(opts, preset=replace(opts.preset, schedule=schedule), batch_plan=record)
+
+
+def with_recorded_plan(opts: Options, payload: dict[str, Any], path: Path) -> Options:
+    """`--batch-memory` on resume: the batch table the run was planned with (its checkpoint's), not a new plan."""
+    record = payload.get("batch_plan")
+    if not isinstance(record, dict) or not isinstance(record.get("schedule"), dict):
+        raise UsageError(
+            f"--batch-memory: {path} was trained without --batch-memory; resume without it, or start a new run with another --out"
+        )
+    schedule = opts.preset.schedule.replace(**{k: record["schedule"][k] for k in _BATCH_FIELDS})
+    if opts.dist.is_main:
+        print(f"keeping the batch table planned when this run started (--batch-memory {record.get('spec')})", flush=True)
+    return replace(opts, preset=replace(opts.preset, schedule=schedule), batch_plan=record)
+
+
+_BATCH_FIELDS = ("batch_size", "batch_size_per_res", "batch_multiple")
+
+
+def _spec(value: int | str) -> str:
+    return value if isinstance(value, str) else f"{value:,} bytes"

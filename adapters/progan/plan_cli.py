@@ -22,12 +22,12 @@ import progrow as pg
 from progrow.memory import SAFETY_MARGIN, BatchPlan, BudgetError, CountingMeasure, format_bytes, free_memory, parse_bytes
 
 from ..cli_help import HelpFormatter
+from .options import DEFAULT_MAX_BATCH
 from .plan import plan_preset, planning_options
 from .presets import PRESETS, get_preset
 
 __all__ = ["build_parser", "main", "format_plan"]
 
-DEFAULT_MAX_BATCH = 1024
 DEFAULT_MFU = 0.40  # as benchmarks/flops.py
 DEFAULT_PEAK_TFLOPS = 989.0  # one H100 SXM5, dense bf16 (no sparsity)
 
@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "progrow plan") -> in
             fake=True,
         )
         seconds = time.perf_counter() - start
-    except (_Usage, BudgetError, ValueError) as exc:
+    except BudgetError as exc:
+        print(f"error: --memory {args.memory}: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except (_Usage, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
     assert isinstance(measure, CountingMeasure)

@@ -111,6 +111,7 @@ class BatchPlan:
             "method": self.method,
             **dict(self.extra),
             "batch_size_per_res": {str(r): b for r, b in self.batch_sizes.items()},
+            "schedule": self.schedule.to_dict(),
             "rows": [row.to_dict() for row in self.rows],
         }
 
