@@ -167,7 +167,7 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         "--batch-memory",
         default=None,
         help="plan the minibatch per resolution for this much memory per device (80GiB, 80GB = 8e10 bytes, or auto: "
-        f"the device's free memory, available RAM on a CPU), less a {SAFETY_MARGIN:.0%} margin, batches ≤ "
+        f"the device's free memory, available RAM on a CPU), less a {SAFETY_MARGIN * 100:.0f} %% margin, batches ≤ "
         f"{DEFAULT_MAX_BATCH}; recorded in config.json and kept on resume; not with --batch",
     )
     p.add_argument(

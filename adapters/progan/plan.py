@@ -24,7 +24,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import progrow as pg
-from progrow.data import MultiResDataset, Prefetcher
+from progrow.data import Prefetcher
 from progrow.memory import (
     BatchPlan,
     CountingMeasure,
@@ -106,12 +106,12 @@ class PlanningRun:
         (counted on real tensors on a CPU)."""
         run = self.run
         if self.fake_mode is None and run.opts.device.type == "cuda":
-            return CudaMeasure(self.step, device=run.opts.device)
+            return CudaMeasure(self.step, optimizers=[run.opt_g, run.opt_d], device=run.opts.device)
         return CountingMeasure(
             self.step,
             track=[run.G, run.D, run.ema, run.opt_g, run.opt_d],
+            optimizers=[run.opt_g, run.opt_d],
             fake_mode=self.fake_mode,
-            warmup_resolution=run.opts.preset.schedule.final_resolution,
         )
 
 
@@ -179,7 +179,7 @@ def plan_preset(
     return replace(plan, extra=extra), measure
 
 
-def plan_for_run(opts: Options, dataset: MultiResDataset) -> Options:
+def plan_for_run(opts: Options, *, img_channels: int, num_classes: int = 0) -> Options:
     """`--batch-memory`: `opts` with the preset's batch table planned for the budget on this run's device.
 
     CUDA: real steps, `max_memory_allocated` (rank 0's table is used by every rank); elsewhere: counted on
@@ -191,14 +191,13 @@ def plan_for_run(opts: Options, dataset: MultiResDataset) -> Options:
         budget = free_memory(opts.device) if opts.batch_memory == "auto" else opts.batch_memory
     except ValueError as exc:
         raise UsageError(f"--batch-memory {exc}") from None
-    num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
     try:
         plan, _ = plan_preset(
             opts,
             budget,
             ranks=opts.dist.world_size,
             num_classes=num_classes,
-            img_channels=dataset.num_channels,
+            img_channels=img_channels,
             fake=opts.device.type != "cuda",
             max_batch=max(DEFAULT_MAX_BATCH, opts.dist.world_size),
         )

@@ -99,9 +99,14 @@ def run_training(opts: Options) -> Run:
         opts = with_recorded_plan(opts, resume[1], resume[0])  # the table this run was planned with
     if resume is not None:
         check_resumable(resume[1], opts, resume[0])
+    planning = resume is None and opts.batch_memory is not None
+    channels = opts.source.num_channels if opts.source is not None else None
+    if planning and channels is not None and not opts.cond:  # before the cache is built: a refused budget leaves nothing
+        opts = plan_for_run(opts, img_channels=channels)
     dataset = open_dataset(opts)
-    if resume is None and opts.batch_memory is not None:
-        opts = plan_for_run(opts, dataset)
+    if planning and opts.batch_plan is None:
+        num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
+        opts = plan_for_run(opts, img_channels=dataset.num_channels, num_classes=num_classes)
     return train(opts, dataset, resume)
 
 

@@ -40,34 +40,34 @@ Phase = Literal["fade", "stable"]
 class CountingMeasure:
     """`measure(resolution, batch)`: the counted peak (`MemoryCounter`) of one `step(resolution, batch)`.
 
-    Uncounted warm-up steps come first, so gradients and optimizer states exist as in training (a
-    steady-state step is what is counted): one per resolution at its first call, or, with
-    `warmup_resolution`, one only, there (the final resolution: every weight then has its state, which
-    every later count includes — a slight overstatement below it, and one step instead of one per stage).
+    Whenever the resolution differs from the previous call's, the states of `optimizers` are cleared and
+    one uncounted step runs at the new resolution first, so that what exists before a counted step —
+    gradients of the weights used there, their optimizer states, the EMA — is what training holds in a
+    stage (after its optimizer reset, as `reset_optimizers="stage"`, and one step), whatever was counted
+    before. (Without that reset, training would also keep the states of earlier stages' toRGB / fromRGB
+    layers: a few kilobytes.)
     `track` lists what lives before the step (modules, optimizers, an EMA), counted from its start. With
-    `fake_mode` (a
-    `torch._subclasses.fake_tensor.FakeTensorMode` the models were built in) every step runs inside that
-    mode, without memory or arithmetic. `counts[(resolution, batch)]` keeps each finished counter
+    `fake_mode` (a `torch._subclasses.fake_tensor.FakeTensorMode` the models were built in) every step runs
+    inside that mode, without memory or arithmetic. `counts[(resolution, batch)]` keeps each finished counter
     (`peak_bytes`, `baseline_bytes`, `flops`).
     """
 
     def __init__(
-        self, step: Step, *, track: Iterable[Any], fake_mode: Any | None = None, warmup_resolution: int | None = None
+        self, step: Step, *, track: Iterable[Any], optimizers: Iterable[torch.optim.Optimizer] = (), fake_mode: Any | None = None
     ) -> None:
         self.step = step
-        self.warmup_resolution = warmup_resolution
+        self.optimizers = list(optimizers)
         self.track = list(track)
         self.fake_mode = fake_mode
         self.counts: dict[tuple[int, int], MemoryCounter] = {}
-        self._warm: set[int] = set()
+        self._last: int | None = None
 
     def __call__(self, resolution: int, batch_size: int) -> int:
         with self.fake_mode if self.fake_mode is not None else contextlib.nullcontext():
-            warmup = resolution if self.warmup_resolution is None else self.warmup_resolution
-            if warmup not in self._warm:
-                with MemoryCounter(count_flops=False):  # answers data-dependent reads of fake tensors
-                    self.step(warmup, 1)
-                self._warm.add(warmup)
+            if self._last != resolution:
+                for opt in self.optimizers:
+                    opt.state.clear()
+                self._uncounted(resolution)
             counter = MemoryCounter()
             with counter:
                 counter.track(*self.track)
@@ -75,26 +75,37 @@ class CountingMeasure:
         self.counts[(resolution, batch_size)] = counter
         return counter.peak_bytes
 
+    def _uncounted(self, resolution: int) -> None:
+        with MemoryCounter(count_flops=False):  # answers the data-dependent reads of fake tensors
+            self.step(resolution, 1)
+        self._last = resolution
+
 
 class CudaMeasure:
     """`measure(resolution, batch)`: `torch.cuda.max_memory_allocated` over one `step(resolution, batch)`.
 
     The peak statistics are reset right before the step, so the figure covers everything allocated on
     `device` during it, the weights and optimizer states included. A warm-up step per resolution comes
-    first, as in `CountingMeasure`. A step that runs out of memory reports `OUT_OF_MEMORY`.
+    first, after clearing `optimizers`' states, whenever the resolution changes (as in `CountingMeasure`). A
+    step that runs out of memory reports `OUT_OF_MEMORY`.
     """
 
-    def __init__(self, step: Step, *, device: torch.device | str | int | None = None) -> None:
+    def __init__(
+        self, step: Step, *, optimizers: Iterable[torch.optim.Optimizer] = (), device: torch.device | str | int | None = None
+    ) -> None:
         self.step = step
+        self.optimizers = list(optimizers)
         self.device = torch.device("cuda") if device is None else torch.device(device)
         self.peaks: dict[tuple[int, int], int] = {}
-        self._warm: set[int] = set()
+        self._last: int | None = None
 
     def __call__(self, resolution: int, batch_size: int) -> int:
         try:
-            if resolution not in self._warm:
+            if self._last != resolution:
+                for opt in self.optimizers:
+                    opt.state.clear()
                 self.step(resolution, 1)
-                self._warm.add(resolution)
+                self._last = resolution
             gc.collect()
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
