@@ -11,6 +11,7 @@ the count is checked never to exceed the allocator's overall peak.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 from collections.abc import Iterator
@@ -142,3 +143,41 @@ def test_an_untracked_tensor_from_before_counts_from_the_start():
         del a
         x.add_(1)  # first seen here: it was alive during `a` too
     assert counter.peak_bytes == 2000 + 1000
+
+
+def test_gan_training_step_from_the_core_counts_the_same_on_fake_tensors():
+    """A user's loop, built from the public pieces only: real and fake counts agree, and it plans."""
+    import functools
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import progrow as pg
+    from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator
+    from progrow.memory import CountingMeasure, to_fake
+
+    def build(fake_mode):
+        torch.manual_seed(0)
+        G = pg.ProgressiveGenerator(ProGANGenerator(resolution=16, latent_dim=32, fmap_base=64, fmap_max=32))
+        D = pg.ProgressiveDiscriminator(ProGANDiscriminator(resolution=16, fmap_base=64, fmap_max=32))
+        ema = pg.EMA(G, beta=0.99)
+        if fake_mode is not None:
+            to_fake(fake_mode, G, D, ema.module)
+        with fake_mode if fake_mode is not None else contextlib.nullcontext():
+            opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.0, 0.99))
+            opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.0, 0.99))
+        step = pg.gan_training_step(
+            G,
+            D,
+            d_loss=functools.partial(pg.wgan_gp_d_loss, gp_weight=10.0),
+            g_loss=pg.wgan_g_loss,
+            opt_g=opt_g,
+            opt_d=opt_d,
+            ema=ema,
+            latent_dim=32,
+        )
+        return CountingMeasure(step, track=[G, D, ema, opt_g, opt_d], optimizers=[opt_g, opt_d], fake_mode=fake_mode)
+
+    real, fake = build(None), build(FakeTensorMode())
+    assert [real(r, 8) for r in (4, 8, 16)] == [fake(r, 8) for r in (4, 8, 16)]
+    plan = pg.plan_batch_sizes(fake, pg.ScheduleConfig(final_resolution=16), 8 * 2**20, margin=0)
+    assert all(row.peak_bytes <= plan.usable_bytes < row.next_bytes for row in plan.rows)

@@ -19,9 +19,10 @@ planner's safety margin (`progrow.memory.SAFETY_MARGIN`) is there for those.
 
 The same count runs on fake tensors (`torch._subclasses.fake_tensor.FakeTensorMode`): the operators report
 the same output sizes without computing or allocating, so a 1024² step is counted without its memory.
-Data-dependent reads on fake tensors (`bool(t)`, `t.item()`) cannot be answered; under the counter they
-read as `True` for booleans and `0` for numbers — the values of a healthy step (finite gradients, no
-overflow), so the counted step takes the path training takes.
+Data-dependent reads on fake tensors (`bool(t)`, `t.item()`) are answered by the fake mode where it knows
+the value (small tensors made from constants, such as an optimizer's step count); otherwise, under the
+counter, they read as `True` for booleans and `0` for numbers — the values of a healthy step (finite
+gradients, no overflow found by a GradScaler), so the counted step takes the path training takes.
 """
 
 from __future__ import annotations
@@ -131,8 +132,8 @@ class MemoryCounter(TorchDispatchMode):
         for t in inputs:  # a tensor from before the count that was not tracked: alive all along
             if t.layout == torch.strided and t.untyped_storage()._cdata not in sizes:
                 self._add(t.untyped_storage(), retroactive=True)
-        if func is _LOCAL_SCALAR and inputs and _is_fake(inputs[0]):
-            return True if inputs[0].dtype == torch.bool else 0
+        if func is _LOCAL_SCALAR and inputs and _is_fake(inputs[0]) and getattr(inputs[0], "constant", None) is None:
+            return True if inputs[0].dtype == torch.bool else 0  # a fake tensor's value is unknown (see the module doc)
         out = func(*args, **kwargs)
         for t in _tensors((out,)):
             if t.layout == torch.strided:
