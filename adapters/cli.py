@@ -1,4 +1,4 @@
-"""`progrow` on the command line: `progrow dataset | train | generate | interpolate …`."""
+"""`progrow` on the command line: `progrow dataset | train | plan | generate | interpolate …`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def _train(argv: Sequence[str]) -> int:
     from .progan.train import main as run
 
     return run(list(argv), prog="progrow train")
+
+
+def _plan(argv: Sequence[str]) -> int:
+    from .progan.plan_cli import main as run
+
+    return run(list(argv), prog="progrow plan")
 
 
 def _generate(argv: Sequence[str]) -> int:
@@ -47,6 +53,7 @@ def _fid(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "dataset": (_dataset, "build a multi-resolution dataset cache from images, a zip, or the synthetic set"),
     "train": (_train, "train the reference ProGAN (same options as python -m progrow.adapters.progan.train)"),
+    "plan": (_plan, "the largest minibatch per resolution for a memory budget (progrow plan --preset paper-1024 --memory 80GiB)"),
     "generate": (_generate, "write images from a trained generator"),
     "interpolate": (_interpolate, "a latent interpolation strip and GIF"),
     "metrics": (_metrics, "FID / KID / IS / SWD / MS-SSIM of a trained generator against a dataset"),

@@ -3,7 +3,8 @@
 The public API is listed here once (`__all__`). Two subpackages have more public names, in their own
 `__all__`: `progrow.data` (image sources, `open_source`, `box_downsample_u8`, `Crop`, `Channels`) and
 `progrow.metrics` (the metric registry `METRICS` / `Metric`, `GeneratedImages`, `RealImages`, SSIM and
-the Laplacian pyramid, InceptionV3 weight files). Everything else is internal.
+the Laplacian pyramid, InceptionV3 weight files) and `progrow.memory` (the planner's parts: `SAFETY_MARGIN`,
+`to_fake`, `format_bytes`, `free_memory`, …). Everything else is internal.
 """
 
 from progrow._version import __version__
@@ -35,6 +36,16 @@ from progrow.losses import (
     r1_penalty,
     wgan_g_loss,
     wgan_gp_d_loss,
+)
+from progrow.memory import (
+    BatchPlan,
+    BudgetError,
+    CountingMeasure,
+    CudaMeasure,
+    MemoryCounter,
+    gan_training_step,
+    parse_bytes,
+    plan_batch_sizes,
 )
 from progrow.metrics import MissingWeightsError, compute_metrics, evaluate, ms_ssim, register_metric, swd
 from progrow.optim import reset_optimizer, set_lr
@@ -121,6 +132,15 @@ __all__ = [
     "capture_rng_state",
     "restore_rng_state",
     "CheckpointError",
+    # memory planning (more in progrow.memory)
+    "plan_batch_sizes",
+    "BatchPlan",
+    "BudgetError",
+    "MemoryCounter",
+    "CountingMeasure",
+    "CudaMeasure",
+    "gan_training_step",
+    "parse_bytes",
     # training helpers
     "EMA",
     "set_lr",

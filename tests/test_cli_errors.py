@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from progrow.adapters.progan import generate, metrics_cli
+from progrow.adapters.progan import generate, metrics_cli, plan_cli
 from progrow.adapters.progan import train as T
 from progrow.data import cli as data_cli
 
@@ -23,6 +23,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "interpolate": generate.build_interpolate_parser,
     "metrics": lambda: metrics_cli.build_parser("progrow metrics"),
     "fid": lambda: metrics_cli.build_parser("progrow fid", fid=True),
+    "plan": lambda: plan_cli.build_parser("progrow plan"),
 }
 MAINS: dict[str, Callable[[list[str]], int]] = {
     "train": lambda argv: T.main(argv, prog="progrow train"),
@@ -31,6 +32,7 @@ MAINS: dict[str, Callable[[list[str]], int]] = {
     "interpolate": generate.interpolate_main,
     "metrics": metrics_cli.metrics_main,
     "fid": metrics_cli.fid_main,
+    "plan": lambda argv: plan_cli.main(argv, prog="progrow plan"),
 }
 
 Case = tuple[Callable[[SimpleNamespace], list[str]], str]  # argv appended to the command's valid base, and the name in the error
@@ -50,6 +52,7 @@ BASE: dict[str, Callable[[SimpleNamespace], list[str]]] = {
     "interpolate": _opt("--from", "{run}", "--out", "{new}/walk.png", "--steps", "1"),
     "metrics": _opt("--from", "{run}", "--data", "{cache}", "--metrics", "swd", "--samples", "16"),
     "fid": _opt("--from", "{run}", "--data", "{cache}", "--samples", "16"),
+    "plan": _opt("--preset", "cpu-demo", "--memory", "64MiB"),
 }
 DATASET = ("synthetic:0:4", "{new}", "--resolution", "8")
 
@@ -121,6 +124,13 @@ TABLE: dict[tuple[str, str], list[Case]] = {
             "data_workers": [(_opt("--data-workers", "-1"), "--data-workers")],
             "tick_kimg": [(_opt("--tick-kimg", "0"), "--tick-kimg")],
             "tensorboard": [(_opt("--no-tensorboard=1"), "--no-tensorboard")],
+            "batch": [(_opt("--batch", "x"), "--batch"), (_opt("--batch", "3:16"), "--batch"), (_opt("--batch", "0"), "--batch")],
+            "batch_memory": [
+                (_opt("--batch-memory", "lots"), "--batch-memory"),
+                (_opt("--batch-memory", "-80GiB"), "--batch-memory"),
+                (_opt("--batch-memory", "80GiB", "--batch", "16"), "--batch-memory"),
+                (_opt("--batch-memory", "1KiB"), "--batch-memory"),  # too small for batch 1: names 4² and the bytes
+            ],
         }.items()
     },
     **{
@@ -179,6 +189,27 @@ TABLE: dict[tuple[str, str], list[Case]] = {
         }.items()
     },
     **{("fid", dest): cases for dest, cases in _SHARED_METRICS.items()},
+    **{
+        ("plan", dest): cases
+        for dest, cases in {
+            "preset": [(_opt("--preset", "paper-2048"), "--preset")],
+            "memory": [
+                (_opt("--memory", "lots"), "--memory"),
+                (_opt("--memory", "-5GB"), "--memory"),
+                (_opt("--memory", "0"), "--memory"),
+                (_opt("--memory", "1KiB"), "--memory"),  # too small for batch 1
+            ],
+            "precision": [(_opt("--precision", "fp8"), "--precision")],
+            "channels_last": [(_opt("--channels-last=1"), "--channels-last")],
+            "nproc": [(_opt("--nproc", "0"), "--nproc"), (_opt("--nproc", "x"), "--nproc")],
+            "max_batch": [(_opt("--max-batch", "-1"), "--max-batch"), (_opt("--nproc", "4", "--max-batch", "2"), "--max-batch")],
+            "pow2": [(_opt("--pow2", "--nproc", "3"), "--pow2")],
+            "margin": [(_opt("--margin", "1.5"), "--margin")],
+            "mfu": [(_opt("--mfu", "0"), "--mfu")],
+            "peak_tflops": [(_opt("--peak-tflops", "-1"), "--peak-tflops")],
+            "json": [(_opt("--json", "{folder}"), "--json"), (_opt("--json", "{text}/plan.json"), "--json")],
+        }.items()
+    },
 }
 
 

@@ -14,6 +14,7 @@ import torch
 
 import progrow as pg
 from progrow.data import DataError
+from progrow.memory import SAFETY_MARGIN, parse_bytes
 from progrow.metrics import METRICS
 from progrow.metrics.inception import check_weights_file
 
@@ -23,6 +24,8 @@ from .data_source import DataSource, inspect_data
 from .distributed import DistInfo
 from .presets import PRESETS, ProGANPreset, get_preset
 from .signals import parse_signals
+
+DEFAULT_MAX_BATCH = 1024  # the planner's cap (`--batch-memory`, `progrow plan`): a phase of 800 kimg is still 781 steps
 
 __all__ = ["MAX_SEED", "Options", "Precision", "UsageError", "build_parser", "resolve_options"]
 
@@ -155,6 +158,19 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         "batches are the same for any value",
     )
     p.add_argument(
+        "--batch",
+        default=None,
+        help="minibatch over all ranks instead of the preset's table: N for every resolution, RES:N for one, "
+        "e.g. 32 or 32,256:14,1024:4",
+    )
+    p.add_argument(
+        "--batch-memory",
+        default=None,
+        help="plan the minibatch per resolution for this much memory per device (80GiB, 80GB = 8e10 bytes, or auto: "
+        f"the device's free memory, available RAM on a CPU), less a {SAFETY_MARGIN * 100:.0f} %% margin, batches ≤ "
+        f"{DEFAULT_MAX_BATCH}; recorded in config.json and kept on resume; not with --batch",
+    )
+    p.add_argument(
         "--tick-kimg",
         type=float,
         default=None,
@@ -198,6 +214,8 @@ class Options:
     tensorboard: bool = True  # TensorBoard event files, when the package is installed
     dist: DistInfo = field(default_factory=DistInfo)
     source: DataSource | None = None  # what --data names, inspected before anything is built
+    batch_memory: int | Literal["auto"] | None = None  # --batch-memory: bytes per device, or auto
+    batch_plan: dict[str, Any] | None = None  # the plan the batch table came from (set when --batch-memory planned it)
 
     def identity(self) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed by this run (bookkeeping and `--kimg` may change)."""
@@ -210,6 +228,7 @@ class Options:
 
 def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
     """Apply the command line to the preset and validate it all, option by option; raises `UsageError`."""
+    batch_memory = _batch_memory(args.batch_memory, args.batch)
     preset = _preset(args, dist)
     device = _device(args.device, dist)
     precision = _precision(args.precision, device, dist)
@@ -252,6 +271,7 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         tensorboard=args.tensorboard,
         dist=dist,
         source=source,
+        batch_memory=batch_memory,
     )
 
 
@@ -293,6 +313,8 @@ def _schedule(args: argparse.Namespace, preset: ProGANPreset, dist: DistInfo) ->
             lr=schedule.lr_at(final),
             lr_per_res={},
         )
+    if args.batch is not None:
+        changes.update(_batch_table(args.batch, schedule.replace(**changes)))
     if args.kimg is not None:
         _positive("kimg", args.kimg)
         changes["total_kimg"] = args.kimg
@@ -303,6 +325,41 @@ def _schedule(args: argparse.Namespace, preset: ProGANPreset, dist: DistInfo) ->
     except ValueError as exc:
         hint = f" (with {dist.world_size} ranks every minibatch must split evenly)" if dist.world_size > 1 else ""
         raise UsageError(f"--preset {preset.name}: {exc}{hint}") from None
+
+
+def _batch_table(spec: str, schedule: pg.ScheduleConfig) -> dict[str, Any]:
+    """`--batch N[,RES:N…]` as ScheduleConfig changes: N replaces the whole table, RES:N sets one resolution."""
+    changes: dict[str, Any] = {}
+    table: dict[int, int] = dict(schedule.batch_size_per_res)
+    for item in (part.strip() for part in spec.split(",")):
+        res_text, _, n_text = item.rpartition(":")
+        try:
+            n = int(n_text)
+            res = int(res_text) if res_text else None
+        except ValueError:
+            raise UsageError(f"--batch: cannot read {item!r}; expected N or RES:N, e.g. 32 or 32,256:14,1024:4") from None
+        if n < 1:
+            raise UsageError(f"--batch: expected a batch ≥ 1, got {item!r}")
+        if res is None:
+            changes["batch_size"] = n
+            table = {}
+        elif res not in schedule.resolutions:
+            raise UsageError(f"--batch: {res} is not a resolution of the schedule ({', '.join(map(str, schedule.resolutions))})")
+        else:
+            table[res] = n
+    changes["batch_size_per_res"] = table
+    return changes
+
+
+def _batch_memory(spec: str | None, batch: str | None) -> int | Literal["auto"] | None:
+    """`--batch-memory`: bytes, `auto`, or None; refused together with `--batch` (an explicit table)."""
+    if spec is None:
+        return None
+    if batch is not None:
+        raise UsageError("--batch-memory: cannot be combined with --batch (an explicit batch table); give one of them")
+    if spec.strip() == "auto":
+        return "auto"
+    return _parsed(lambda text: parse_bytes(text, option="--batch-memory"), spec)
 
 
 def _device(spec: str | None, dist: DistInfo) -> torch.device:

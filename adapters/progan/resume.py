@@ -103,7 +103,9 @@ def begin(run: Run, resume: Resume | None) -> None:
     elif opts.dist.is_main:
         opts.out.mkdir(parents=True, exist_ok=True)
         _truncate_log(opts.out / "log.jsonl", 0)
-        config = {"identity": opts.identity(), "data": opts.data, "seed": opts.seed}
+        config: dict[str, Any] = {"identity": opts.identity(), "data": opts.data, "seed": opts.seed}
+        if opts.batch_plan is not None:  # --batch-memory: the plan the batch table came from
+            config["batch_plan"] = opts.batch_plan
         (opts.out / "config.json").write_text(json.dumps(config, indent=2))
 
 
@@ -125,6 +127,7 @@ def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
         "sampler": run.sampler.state_dict(),
         "rng": rng,  # one entry per rank
         "progress": {"tick": run.tick, "next_tick_nimg": run.next_tick_nimg, "skipped_steps": run.skipped_steps},
+        "batch_plan": run.opts.batch_plan,  # --batch-memory's plan (None without it), kept on resume
     }
 
 

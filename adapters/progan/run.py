@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 import progrow as pg
 from progrow.data import ImageSampler, MultiResDataset, Prefetcher
+from progrow.memory import to_fake
 
 from .distributed import broadcast_module
 from .losses import DLoss, GLoss, losses_for
 from .networks import ProGANDiscriminator, ProGANGenerator
 from .options import Options
 
-__all__ = ["Run", "build_run", "make_adam", "batch_size", "seed_latents"]
+__all__ = ["Run", "build_run", "build_models", "make_adam", "batch_size", "seed_latents"]
 
 # Every random stream of a run derives from --seed s: the initial weights (torch.manual_seed(s), the same on
 # every rank), the data order and flips (ImageSampler(seed=s)), the grid latents (a generator seeded s), and
@@ -58,28 +61,8 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     """The networks (the same initial weights on every rank), EMA, optimizers, scheduler and sampler, bound together."""
     p = opts.preset
     losses = losses_for(p.loss)
-    torch.manual_seed(opts.seed)  # the same initial weights on every rank
     num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
-    net_g = ProGANGenerator(
-        resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes, fmap_base=p.fmap_base, fmap_max=p.fmap_max
-    )
-    net_d = ProGANDiscriminator(
-        resolution=p.resolution,
-        num_classes=num_classes,
-        fmap_base=p.fmap_base,
-        fmap_max=p.fmap_max,
-        mbstd_group_size=p.mbstd_group_size,
-    )
-    G = pg.ProgressiveGenerator(net_g, img_channels=dataset.num_channels).to(opts.device)
-    D = pg.ProgressiveDiscriminator(net_d, img_channels=dataset.num_channels).to(opts.device)
-    if opts.channels_last:
-        G.to(memory_format=torch.channels_last)
-        D.to(memory_format=torch.channels_last)
-    broadcast_module(G, opts.dist)
-    broadcast_module(D, opts.dist)
-    ema = pg.EMA(G, beta=p.ema_beta)
-    opt_g = make_adam(G.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
-    opt_d = make_adam(D.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
+    G, D, ema, opt_g, opt_d = build_models(opts, num_classes=num_classes, img_channels=dataset.num_channels)
     scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
     scheduler = pg.ProgressiveScheduler(p.schedule)
     image_sampler = ImageSampler(dataset, seed=opts.seed, mirror=p.mirror, rank=opts.dist.rank, world_size=opts.dist.world_size)
@@ -98,6 +81,46 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     # Wrappers follow the scheduler's state; optimizers get its learning rate and its reset policy.
     pg.bind(scheduler, G, D, ema.module, opt_g, opt_d)
     return run
+
+
+def build_models(
+    opts: Options, *, num_classes: int, img_channels: int, fake_mode: Any | None = None
+) -> tuple[
+    pg.ProgressiveGenerator, pg.ProgressiveDiscriminator, pg.EMA[pg.ProgressiveGenerator], torch.optim.Adam, torch.optim.Adam
+]:
+    """The wrapped networks (seeded by `opts.seed`, equal on every rank), the G EMA and the two Adams, on `opts.device`.
+
+    With `fake_mode` (a `FakeTensorMode`), the weights become fake tensors after construction and the
+    optimizers are made inside the mode: what the memory planner counts without the memory.
+    """
+    p = opts.preset
+    torch.manual_seed(opts.seed)  # the same initial weights on every rank
+    net_g = ProGANGenerator(
+        resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes, fmap_base=p.fmap_base, fmap_max=p.fmap_max
+    )
+    net_d = ProGANDiscriminator(
+        resolution=p.resolution,
+        num_classes=num_classes,
+        fmap_base=p.fmap_base,
+        fmap_max=p.fmap_max,
+        mbstd_group_size=p.mbstd_group_size,
+    )
+    device = "cpu" if fake_mode is not None else opts.device
+    G = pg.ProgressiveGenerator(net_g, img_channels=img_channels).to(device)
+    D = pg.ProgressiveDiscriminator(net_d, img_channels=img_channels).to(device)
+    if opts.channels_last:
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    if fake_mode is None:
+        broadcast_module(G, opts.dist)
+        broadcast_module(D, opts.dist)
+    ema = pg.EMA(G, beta=p.ema_beta)
+    if fake_mode is not None:
+        to_fake(fake_mode, G, D, ema.module)
+    with fake_mode if fake_mode is not None else contextlib.nullcontext():
+        opt_g = make_adam(G.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
+        opt_d = make_adam(D.parameters(), lr=p.schedule.lr, betas=p.adam_betas, eps=p.adam_eps)
+    return G, D, ema, opt_g, opt_d
 
 
 def seed_latents(opts: Options, *, rollbacks: int = 0) -> None:

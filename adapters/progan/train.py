@@ -32,6 +32,7 @@ from .dataset import open_dataset
 from .distributed import any_rank, init_distributed
 from .export import export_generator
 from .options import Options, UsageError, build_parser, resolve_options
+from .plan import plan_for_run, with_recorded_plan
 from .report import Reporter
 from .resume import Diverged, Resume, begin, check_resumable, find_resume, rollback, stop_with_checkpoint
 from .run import Run, build_run, make_adam
@@ -96,11 +97,22 @@ def train(opts: Options, dataset: MultiResDataset, resume: Resume | None) -> Run
 
 
 def run_training(opts: Options) -> Run:
-    """Find the checkpoint to resume (refusing an incompatible one), open the data, `train`."""
+    """Find the checkpoint to resume (refusing an incompatible one), open the data, plan the batch table
+    (`--batch-memory`, a new run only), `train`."""
     resume = find_resume(opts)
+    if resume is not None and opts.batch_memory is not None:
+        opts = with_recorded_plan(opts, resume[1], resume[0])  # the table this run was planned with
     if resume is not None:
         check_resumable(resume[1], opts, resume[0])
-    return train(opts, open_dataset(opts), resume)
+    planning = resume is None and opts.batch_memory is not None
+    channels = opts.source.num_channels if opts.source is not None else None
+    if planning and channels is not None and not opts.cond:  # before the cache is built: a refused budget leaves nothing
+        opts = plan_for_run(opts, img_channels=channels)
+    dataset = open_dataset(opts)
+    if planning and opts.batch_plan is None:
+        num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
+        opts = plan_for_run(opts, img_channels=dataset.num_channels, num_classes=num_classes)
+    return train(opts, dataset, resume)
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m progrow.adapters.progan.train") -> int:
