@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from progrow import ScheduleConfig
+from progrow.layers import PaddingMode
 
 __all__ = ["ProGANPreset", "PRESETS", "get_preset"]
 
@@ -26,6 +27,7 @@ class ProGANPreset:
     latent_dim: int = 512  # latent vector length (paper: 512)
     fmap_base: int = 8192  # feature maps at resolution R: min(fmap_base / (R/2), fmap_max)
     fmap_max: int = 512
+    g_padding: PaddingMode = "zeros"  # padding of G's 3×3 convs (paper: zeros)
     mbstd_group_size: int = 4  # minibatch stddev group size (paper: 4)
     adam_betas: tuple[float, float] = (0.0, 0.99)  # paper: β1 = 0, β2 = 0.99
     adam_eps: float = 1e-8

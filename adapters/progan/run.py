@@ -12,6 +12,7 @@ import progrow as pg
 from progrow.data import ImageSampler, MultiResDataset, Prefetcher
 
 from .distributed import broadcast_module
+from .export import generator_kwargs
 from .losses import DLoss, GLoss, losses_for
 from .networks import ProGANDiscriminator, ProGANGenerator
 from .options import Options
@@ -60,9 +61,7 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     losses = losses_for(p.loss)
     torch.manual_seed(opts.seed)  # the same initial weights on every rank
     num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
-    net_g = ProGANGenerator(
-        resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes, fmap_base=p.fmap_base, fmap_max=p.fmap_max
-    )
+    net_g = ProGANGenerator(**generator_kwargs(p, num_classes))
     net_d = ProGANDiscriminator(
         resolution=p.resolution,
         num_classes=num_classes,
