@@ -127,8 +127,9 @@ def _train_variant(spec: dict[str, Any]) -> dict[str, Any]:
         "final_alpha": round(state.alpha, 3),
         "ms_ssim": round(ms_ssim_diversity(final, num_pairs=min(2000, 4 * len(final))), 4),
     }
+    levels = level_swds(final, cache, real_index) if state.resolution == res else {}
+    result["final_levels"] = levels  # every variant's, so the grown ones' stage ends have a flat reference
     if GROWING[variant]:
-        levels = level_swds(final, cache, real_index) if state.resolution == res else {}
         stage_ends.append(
             {
                 "resolution": state.resolution,

@@ -144,8 +144,11 @@ class DCGANTrainer(Trainer):
         self.latent_dim = netG.nz
         self.grow = grow
         if grow:
-            self.G: nn.Module = pg.ProgressiveGenerator(growable_generator(netG.main), img_channels=dataset.num_channels)
-            self.D: nn.Module = pg.ProgressiveDiscriminator(growable_discriminator(netD.main), img_channels=dataset.num_channels)
+            # toRGB / fromRGB in the DCGAN's own style (plain 1×1 convs, N(0, 0.02), its Tanh / LeakyReLU), as
+            # progrow.adapters.sequential recommends for networks without equalized learning rate.
+            g, d = growable_generator(netG.main), growable_discriminator(netD.main)
+            self.G: nn.Module = pg.ProgressiveGenerator(g, img_channels=dataset.num_channels, to_rgb=g.user_to_rgb)
+            self.D: nn.Module = pg.ProgressiveDiscriminator(d, img_channels=dataset.num_channels, from_rgb=d.user_from_rgb)
             config = schedule.replace(
                 batch_size=batch_size, batch_size_per_res={}, lr=lr, lr_per_res={}, total_kimg=1e6, reset_optimizers="never"
             )

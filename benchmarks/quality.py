@@ -290,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for spec in specs:
         if spec["variant"] == "dcgan":  # the flat DCGAN uses no preset: its results stay valid when the preset changes
             spec.update(preset=None, overrides={}, phase_kimg=None)
+        if spec["variant"] == "dcgan-grown":  # toRGB / fromRGB in the DCGAN's style (results before it differ)
+            spec["rgb_layers"] = "user-style"
     if jobs == 0:
         done = [run_worker(s, in_process=True, fresh=args.fresh) for s in specs]
     else:
@@ -316,6 +318,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{last['kimg']:>7.1f} {r['steps']:>6} "
                 f"{r['cpu_s']:>6.0f} {r['wall_s']:>7.0f}  {r['final_resolution_reached']}² α={r['final_alpha']:g}"
             )
+        finals = [
+            f"{v} " + " ".join(f"{r}²={s:.1f}" for r, s in res_.get("final_levels", {}).items()) for v, res_ in results[d].items()
+        ]
+        print("         levels at the end: " + "; ".join(finals))
         for v in ("progan", "dcgan-grown"):
             if v in results[d]:
                 ends = "; ".join(

@@ -80,8 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --- the part that makes the tutorial's networks growable --------------------------------------
     netG, netD = Generator(args.nz, args.ngf), Discriminator(args.ndf)
-    G = pg.ProgressiveGenerator(growable_generator(netG.main))  # toRGB per resolution, 4² … 64²
-    D = pg.ProgressiveDiscriminator(growable_discriminator(netD.main))  # fromRGB per resolution, keeps the Sigmoid
+    g, d = growable_generator(netG.main), growable_discriminator(netD.main)
+    # toRGB / fromRGB per resolution, 4² … 64², in the tutorial's style (plain 1×1 convs, its Tanh and
+    # LeakyReLU), not the paper's equalized ones, which would learn slowly next to the tutorial's layers
+    G = pg.ProgressiveGenerator(g, to_rgb=g.user_to_rgb)
+    D = pg.ProgressiveDiscriminator(d, from_rgb=d.user_from_rgb)  # keeps the Sigmoid
     phase_kimg = args.steps * args.batch / 9 / 1000  # 4² stable, then fade + stable per stage
     scheduler = pg.ProgressiveScheduler(
         pg.ScheduleConfig(

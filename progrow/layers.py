@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ __all__ = [
 
 _SQRT2 = math.sqrt(2.0)
 
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
 
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -36,7 +40,9 @@ class EqualizedConv2d(nn.Module):
 
     Weights are drawn from N(0, 1) and scaled at run time by the He constant
     `gain / sqrt(fan_in)` (paper §4.1), so every weight learns at the same speed under Adam.
-    `lr_multiplier` scales the effective learning rate of this layer (1 in ProGAN).
+    `lr_multiplier` scales the effective learning rate of this layer (1 in ProGAN). `padding_mode` is
+    `nn.Conv2d`'s: "zeros" (the paper's) or "reflect" / "replicate" / "circular", which pad with image
+    content instead, so the border of an image is not a place the generator has to learn apart.
     """
 
     def __init__(
@@ -50,8 +56,11 @@ class EqualizedConv2d(nn.Module):
         bias: bool = True,
         gain: float = _SQRT2,
         lr_multiplier: float = 1.0,
+        padding_mode: PaddingMode = "zeros",
     ) -> None:
         super().__init__()
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"EqualizedConv2d.padding_mode: expected one of {', '.join(_PADDING_MODES)}, got {padding_mode!r}")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size)):
             _check_positive_int(f"EqualizedConv2d.{name}", value)
         _check_positive_float("EqualizedConv2d.lr_multiplier", lr_multiplier)
@@ -60,6 +69,7 @@ class EqualizedConv2d(nn.Module):
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = kernel_size // 2 if padding is None else padding
+        self.padding_mode = padding_mode
         self.gain = gain
         self.lr_multiplier = lr_multiplier
         fan_in = in_channels * kernel_size * kernel_size
@@ -70,12 +80,16 @@ class EqualizedConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Convolve `[N, C_in, H, W]` with the run-time scaled weight."""
         bias = None if self.bias is None else self.bias * self.lr_multiplier
-        return F.conv2d(x, self.weight * self.weight_scale, bias, stride=self.stride, padding=self.padding)
+        padding = self.padding
+        if self.padding_mode != "zeros" and padding:
+            x, padding = F.pad(x, (padding,) * 4, mode=self.padding_mode), 0
+        return F.conv2d(x, self.weight * self.weight_scale, bias, stride=self.stride, padding=padding)
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, bias={self.bias is not None}, gain={self.gain:.4g}"
+            + ("" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode}")
         )
 
 

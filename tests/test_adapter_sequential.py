@@ -354,3 +354,41 @@ def test_mirror_after_upsample_and_after_pooling():
     G, D = pg.ProgressiveGenerator(g), pg.ProgressiveDiscriminator(d)
     s = pg.GrowthState(16, alpha=0.5)
     assert D(G(torch.randn(2, 8), s), s).shape == (2, 1)
+
+
+def test_user_style_rgb_layers_are_plain_convs_initialised_like_the_users_rgb_layer():
+    torch.manual_seed(0)
+    netG, netD = Generator(), Discriminator()
+    for net in (netG, netD):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)  # the tutorial's init, before wrapping
+    g, d = growable_generator(netG.main), growable_discriminator(netD.main)
+    G = pg.ProgressiveGenerator(g, to_rgb=g.user_to_rgb)
+    D = pg.ProgressiveDiscriminator(d, from_rgb=d.user_from_rgb)
+    for r, layer in G.to_rgb.items():
+        conv, act = layer
+        assert type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.bias is None  # the tutorial's bias=False
+        assert isinstance(act, nn.Tanh) and conv.in_channels == g.channels(int(r)) and conv.out_channels == 3
+    stds = torch.cat([layer[0].weight.flatten() for layer in G.to_rgb.values()]).std()
+    assert 0.015 < stds < 0.025  # N(0, 0.02) like the RGB layer they replace, not the equalized N(0, 1)
+    for layer in D.from_rgb.values():
+        conv, act = layer
+        assert type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and isinstance(act, nn.LeakyReLU)
+        assert act.negative_slope == 0.2 and act is not netD.main[1]  # a fresh copy, not the user's module
+    G.set_state(pg.GrowthState(16, alpha=0.5))
+    D.set_state(pg.GrowthState(16, alpha=0.5))
+    x = G(torch.randn(5, g.latent_dim))
+    assert x.shape == (5, 3, 16, 16) and x.abs().max() < 1  # the Tanh bounds both faded terms
+    D(x).sum().backward()
+    assert all(p.grad is not None for p in D.from_rgb["16"].parameters())
+    assert "Tanh" in repr(g.user_to_rgb) and "LeakyReLU" in repr(d.user_from_rgb)
+
+
+def test_user_style_rgb_layers_read_the_users_init_when_called_not_when_wrapped():
+    netG = Generator()
+    g = growable_generator(netG.main)
+    rgb = [m for m in netG.main.modules() if isinstance(m, nn.ConvTranspose2d)][-1]
+    nn.init.normal_(rgb.weight, 0.0, 0.5)  # after growable_generator, before the wrapper
+    G = pg.ProgressiveGenerator(g, to_rgb=g.user_to_rgb)
+    assert 0.4 < torch.cat([layer[0].weight.flatten() for layer in G.to_rgb.values()]).std() < 0.6

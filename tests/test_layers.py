@@ -73,6 +73,35 @@ def test_equalized_conv_stride_and_padding():
     torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_equalized_conv_padding_mode_matches_nn_conv2d_bit_for_bit(mode):
+    torch.manual_seed(5)
+    layer = EqualizedConv2d(3, 5, 3, padding_mode=mode)
+    ref = torch.nn.Conv2d(3, 5, 3, padding=1, padding_mode=mode)
+    with torch.no_grad():
+        layer.bias.normal_()
+        ref.weight.copy_(layer.weight * layer.weight_scale)
+        ref.bias.copy_(layer.bias)
+    x = torch.randn(2, 3, 4, 4)
+    assert torch.equal(layer(x), ref(x))
+
+
+def test_equalized_conv_reflect_padding_changes_only_the_border():
+    torch.manual_seed(6)
+    zeros, reflect = EqualizedConv2d(2, 2, 3), EqualizedConv2d(2, 2, 3, padding_mode="reflect")
+    reflect.load_state_dict(zeros.state_dict())  # the same parameters: padding is not a parameter
+    x = torch.randn(1, 2, 6, 6)
+    diff = (zeros(x) - reflect(x)).abs()[0].amax(0)
+    assert diff[1:-1, 1:-1].max() == 0  # interior pixels never see the padding
+    assert diff[0].min() > 0 and diff[-1].min() > 0 and diff[:, 0].min() > 0 and diff[:, -1].min() > 0
+    assert "padding_mode=reflect" in repr(reflect) and "padding_mode" not in repr(zeros)
+
+
+def test_equalized_conv_unknown_padding_mode_names_the_choices():
+    with pytest.raises(ValueError, match="padding_mode: expected one of zeros, reflect, replicate, circular, got 'mirror'"):
+        EqualizedConv2d(3, 3, 3, padding_mode="mirror")  # type: ignore[arg-type]
+
+
 def test_equalized_linear_forward_matches_he_scaled_linear():
     torch.manual_seed(5)
     layer = EqualizedLinear(9, 4)

@@ -85,6 +85,37 @@ def test_every_active_parameter_gets_a_gradient_and_no_inactive_one(alpha):
     _check_active_gradients(G, D, 32, alpha, batch=4, latent=32)
 
 
+def test_generator_padding_mode_reaches_every_3x3_conv_of_g_only():
+    torch.manual_seed(0)
+    kw = dict(resolution=16, latent_dim=32, fmap_base=64, fmap_max=16)
+    zeros, reflect = ProGANGenerator(**kw), ProGANGenerator(**kw, padding_mode="reflect")
+    convs = [m for m in reflect.modules() if isinstance(m, pg.EqualizedConv2d)]
+    assert len(convs) == 5 and {c.padding_mode for c in convs} == {"reflect"}  # 4² conv + two per 8², 16²
+    assert count(reflect) == count(zeros)  # padding adds no parameters
+    reflect.load_state_dict(zeros.state_dict())
+    z = torch.randn(2, 32)
+    a, b = dict(zeros.features(z, until=16)), dict(reflect.features(z, until=16))
+    assert not torch.equal(a[16], b[16])
+    D = ProGANDiscriminator(resolution=16, fmap_base=64, fmap_max=16)
+    assert {m.padding_mode for m in D.modules() if isinstance(m, pg.EqualizedConv2d)} == {"zeros"}
+
+
+def test_g_padding_at_its_default_leaves_the_resume_identity_of_older_checkpoints():
+    from dataclasses import replace
+    from pathlib import Path
+
+    from progrow.adapters.progan.options import Options
+    from progrow.adapters.progan.presets import get_preset
+
+    def identity(preset):
+        opts = Options(preset, Path("."), "", "auto", torch.device("cpu"), "fp32", False, False, 0, False, False)
+        return opts.identity()["preset"]
+
+    paper = get_preset("paper-1024")
+    assert paper.g_padding == "zeros" and "g_padding" not in identity(paper)
+    assert identity(replace(paper, g_padding="reflect"))["g_padding"] == "reflect"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.5, 1.0])
 def test_full_iteration_at_1024(alpha):

@@ -54,6 +54,7 @@ def generator_kwargs(preset: ProGANPreset, num_classes: int) -> dict[str, Any]:
         "num_classes": num_classes,
         "fmap_base": preset.fmap_base,
         "fmap_max": preset.fmap_max,
+        "padding_mode": preset.g_padding,
     }
 
 

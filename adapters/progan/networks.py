@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from progrow import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, PixelNorm, upsample2x
+from progrow.layers import PaddingMode
 
 __all__ = ["ProGANGenerator", "ProGANDiscriminator", "feature_maps"]
 
@@ -35,8 +37,8 @@ def _resolutions(resolution: int) -> tuple[int, ...]:
 class _ConvAct(nn.Sequential):
     """Equalized 3×3 conv, LeakyReLU(0.2), then PixelNorm when asked: `[N, C_in, H, W] -> [N, C_out, H, W]`."""
 
-    def __init__(self, c_in: int, c_out: int, *, pixelnorm: bool) -> None:
-        super().__init__(EqualizedConv2d(c_in, c_out, 3), nn.LeakyReLU(_LRELU))
+    def __init__(self, c_in: int, c_out: int, *, pixelnorm: bool, padding_mode: PaddingMode = "zeros") -> None:
+        super().__init__(EqualizedConv2d(c_in, c_out, 3, padding_mode=padding_mode), nn.LeakyReLU(_LRELU))
         if pixelnorm:
             self.append(PixelNorm())
 
@@ -47,6 +49,7 @@ class ProGANGenerator(nn.Module):
     4×4 block: PixelNorm on the latent, dense to 4·4·C (gain √2/4, as the official code), LeakyReLU,
     PixelNorm, 3×3 conv. Each later block: 2× nearest upsample, two 3×3 convs. LeakyReLU 0.2 and PixelNorm
     after every conv; equalized learning rate everywhere. `features(z, until=R)` yields `[N, C(r), r, r]`.
+    `padding_mode` pads the 3×3 convs (the paper: "zeros"; see `EqualizedConv2d`).
     """
 
     def __init__(
@@ -60,10 +63,12 @@ class ProGANGenerator(nn.Module):
         fmap_max: int = 512,
         normalize_latents: bool = True,
         pixelnorm: bool = True,
+        padding_mode: PaddingMode = "zeros",
     ) -> None:
         super().__init__()
         self.resolutions = _resolutions(resolution)
         self.latent_dim, self.num_classes = latent_dim, num_classes
+        conv = partial(_ConvAct, pixelnorm=pixelnorm, padding_mode=padding_mode)
         self._fmaps = {
             r: feature_maps(r, fmap_base=fmap_base, fmap_decay=fmap_decay, fmap_max=fmap_max) for r in self.resolutions
         }
@@ -71,10 +76,10 @@ class ProGANGenerator(nn.Module):
         self.latent_norm = PixelNorm() if normalize_latents else nn.Identity()
         self.dense = EqualizedLinear(latent_dim + num_classes, c4 * 16, gain=math.sqrt(2) / 4)
         self.dense_norm = PixelNorm() if pixelnorm else nn.Identity()
-        blocks: dict[str, nn.Module] = {"4": _ConvAct(c4, c4, pixelnorm=pixelnorm)}
+        blocks: dict[str, nn.Module] = {"4": conv(c4, c4)}
         for r in self.resolutions[1:]:
             c_prev, c = self._fmaps[r // 2], self._fmaps[r]
-            blocks[str(r)] = nn.Sequential(_ConvAct(c_prev, c, pixelnorm=pixelnorm), _ConvAct(c, c, pixelnorm=pixelnorm))
+            blocks[str(r)] = nn.Sequential(conv(c_prev, c), conv(c, c))
         self.blocks = nn.ModuleDict(blocks)
 
     def channels(self, resolution: int) -> int:

@@ -223,6 +223,8 @@ class Options:
         preset["schedule"].pop("total_kimg")
         for bookkeeping in ("tick_kimg", "checkpoint_ticks", "keep_checkpoints", "grid_size"):
             preset.pop(bookkeeping)
+        if preset["g_padding"] == "zeros":  # a later field: at its default, checkpoints made before it still match
+            preset.pop("g_padding")
         return {"preset": preset, "cond": self.cond, "no_growing": self.no_growing}
 
 

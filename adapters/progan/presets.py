@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from progrow import ScheduleConfig
+from progrow.layers import PaddingMode
 
 __all__ = ["ProGANPreset", "PRESETS", "get_preset"]
 
@@ -26,6 +27,7 @@ class ProGANPreset:
     latent_dim: int = 512  # latent vector length (paper: 512)
     fmap_base: int = 8192  # feature maps at resolution R: min(fmap_base / (R/2), fmap_max)
     fmap_max: int = 512
+    g_padding: PaddingMode = "zeros"  # padding of G's 3×3 convs (paper: zeros)
     mbstd_group_size: int = 4  # minibatch stddev group size (paper: 4)
     adam_betas: tuple[float, float] = (0.0, 0.99)  # paper: β1 = 0, β2 = 0.99
     adam_eps: float = 1e-8
@@ -65,7 +67,8 @@ def _cpu_demo() -> ProGANPreset:
     # About 600 CPU-seconds single-threaded (≈ 112k images), measured by benchmarks/quality.py, which also
     # shows why each choice departs from the paper at this budget: the non-saturating logistic loss with
     # R1 learns a 4² stage in far fewer images than WGAN-GP on a CPU (and skips the penalty's interpolated
-    # batch); batch 32 uses a CPU core better than 16; more images go where they are cheap (4²–16²).
+    # batch); batch 32 uses a CPU core better than 16; more images go where they are cheap (4²–16²). R1 with
+    # γ = 0.1 (γ = 1 smoothed D more than 32² needs) and reflect padding in G, which draws no 1-px frame.
     schedule = ScheduleConfig(
         start_resolution=4,
         final_resolution=32,
@@ -85,7 +88,8 @@ def _cpu_demo() -> ProGANPreset:
         fmap_base=256,
         fmap_max=64,
         loss="logistic",
-        r1_gamma=1.0,
+        r1_gamma=0.1,
+        g_padding="reflect",
         ema_beta=0.99,
         tick_kimg={4: 8.0, 8: 8.0, 16: 8.0, 32: 4.0},
         checkpoint_ticks=4,

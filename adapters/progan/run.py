@@ -15,6 +15,7 @@ from progrow.data import ImageSampler, MultiResDataset, Prefetcher
 from progrow.memory import to_fake
 
 from .distributed import broadcast_module
+from .export import generator_kwargs
 from .losses import DLoss, GLoss, losses_for
 from .networks import ProGANDiscriminator, ProGANGenerator
 from .options import Options
@@ -95,9 +96,7 @@ def build_models(
     """
     p = opts.preset
     torch.manual_seed(opts.seed)  # the same initial weights on every rank
-    net_g = ProGANGenerator(
-        resolution=p.resolution, latent_dim=p.latent_dim, num_classes=num_classes, fmap_base=p.fmap_base, fmap_max=p.fmap_max
-    )
+    net_g = ProGANGenerator(**generator_kwargs(p, num_classes))
     net_d = ProGANDiscriminator(
         resolution=p.resolution,
         num_classes=num_classes,

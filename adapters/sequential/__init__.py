@@ -13,10 +13,16 @@ its first discriminator conv halves 64² to 32²), the top resolution would have
 with C → C channels, followed by fresh copies of the normalisation / activation layers that follow the
 corresponding conv in the user's network. `top_block="drop"` stops one resolution lower instead, and a
 module of your own can be passed as the block.
+
+progrow's default toRGB / fromRGB use the paper's equalized learning rate. For a plain network (DCGAN's
+N(0, 0.02) weights and Adam 2e-4) pass the factories in your network's style instead, which keep its
+output activation (Tanh) too: `pg.ProgressiveGenerator(g, to_rgb=g.user_to_rgb)` and
+`pg.ProgressiveDiscriminator(d, from_rgb=d.user_from_rgb)` (`UserStyleRGB`).
 """
 
 from .discriminator import SequentialDiscriminator, growable_discriminator
 from .generator import SequentialGenerator, growable_generator
+from .rgb import UserStyleRGB
 from .trace import HeadActivation, TopBlock
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "SequentialDiscriminator",
     "growable_generator",
     "growable_discriminator",
+    "UserStyleRGB",
     "TopBlock",
     "HeadActivation",
 ]

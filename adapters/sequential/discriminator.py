@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from progrow.meta import declared_in_channels
 from progrow.state import is_power_of_two
 
+from .rgb import UserStyleRGB
 from .trace import (
     _HINT,
     _INFER_RESOLUTIONS,
@@ -39,7 +40,9 @@ class SequentialDiscriminator(nn.Module):
     """A discriminator to progrow's protocol made of a user's Sequential's layers: one block per ½, and a head.
 
     `block(R)` maps `[N, channels(R), R, R]` to `[N, channels(R/2), R/2, R/2]`; `head(x)` maps the lowest
-    resolution's features to scores `[N, 1]`. Build it with `growable_discriminator`.
+    resolution's features to scores `[N, 1]`. Build it with `growable_discriminator`. `user_from_rgb`
+    makes fromRGB layers like the left-out RGB-in conv (see `UserStyleRGB`):
+    `pg.ProgressiveDiscriminator(d, from_rgb=d.user_from_rgb)`.
     """
 
     def __init__(
@@ -50,8 +53,10 @@ class SequentialDiscriminator(nn.Module):
         *,
         img_channels: int,
         dropped: tuple[str, ...] = (),
+        user_from_rgb: UserStyleRGB | None = None,
     ) -> None:
         super().__init__()
+        self.user_from_rgb = user_from_rgb  # an RGBFactory in the user's style
         self.blocks = nn.ModuleDict({str(r): blocks[r] for r in sorted(blocks, reverse=True)})
         self.final = head
         self.resolutions = tuple(sorted(channels))
@@ -144,7 +149,12 @@ def growable_discriminator(
     if top is not None:
         built[resolution] = top
     dropped = tuple(layer.label for layer in stage) + dropped_tail
-    return SequentialDiscriminator(built, _named(head_layers), channels, img_channels=img_channels, dropped=dropped)
+    # fromRGB in the user's style: their RGB-in conv, then its activations (not a pooling that halves).
+    following = [layer.module for layer in stage[1:] if layer.out_shape == layer.in_shape]
+    return SequentialDiscriminator(
+        built, _named(head_layers), channels,
+        img_channels=img_channels, dropped=dropped, user_from_rgb=UserStyleRGB(stage[0].module, following),
+    )  # fmt: skip
 
 
 def _without_final_activation(head: list[_Layer]) -> tuple[list[_Layer], tuple[str, ...]]:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from progrow.state import is_power_of_two
 
+from .rgb import UserStyleRGB
 from .trace import (
     _HINT,
     _TRACE_BATCH,
@@ -35,6 +36,8 @@ class SequentialGenerator(nn.Module):
 
     `features(z, until=R)` takes latents `[N, latent_dim]` (or `[N, latent_dim, 1, 1]`) and yields
     `(r, [N, channels(r), r, r])` for every resolution up to `R`. Build it with `growable_generator`.
+    `user_to_rgb` makes toRGB layers like the left-out RGB layer (see `UserStyleRGB`):
+    `pg.ProgressiveGenerator(g, to_rgb=g.user_to_rgb)`.
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class SequentialGenerator(nn.Module):
         conv_input: bool,
         img_channels: int,
         dropped: tuple[str, ...] = (),
+        user_to_rgb: UserStyleRGB | None = None,
     ) -> None:
         super().__init__()
+        self.user_to_rgb = user_to_rgb  # an RGBFactory in the user's style (None: no RGB layer was left out)
         self.stem = stem
         self.blocks = nn.ModuleDict({str(r): b for r, b in blocks.items()})
         self.resolutions = tuple(sorted(channels))
@@ -146,6 +151,7 @@ def growable_generator(
     return SequentialGenerator(
         _named(groups[lowest]), blocks, channels,
         latent_dim=latent_dim, conv_input=conv_input, img_channels=img_channels, dropped=dropped,
+        user_to_rgb=UserStyleRGB(rgb.module, [layer.module for layer in layers[k + 1 :]]),
     )  # fmt: skip
 
 
