@@ -319,7 +319,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{r['cpu_s']:>6.0f} {r['wall_s']:>7.0f}  {r['final_resolution_reached']}² α={r['final_alpha']:g}"
             )
         finals = [
-            f"{v} " + " ".join(f"{r}²={s:.1f}" for r, s in res_.get("final_levels", {}).items()) for v, res_ in results[d].items()
+            f"{v} " + " ".join(f"{r}²={s:.1f}" for r, s in res_["final_levels"].items())
+            for v, res_ in results[d].items()
+            if res_.get("final_levels")  # results of earlier versions have none
         ]
         print("         levels at the end: " + "; ".join(finals))
         for v in ("progan", "dcgan-grown"):
