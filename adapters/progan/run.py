@@ -58,11 +58,16 @@ class Run:
     rollbacks: int = 0  # rollbacks to the last good checkpoint in this process
 
 
+def class_count(opts: Options, dataset: MultiResDataset) -> int:
+    """Classes a conditional run (`--cond`) trains on: the dataset's largest label + 1; 0 when unconditional."""
+    return int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
+
+
 def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     """The networks (the same initial weights on every rank), EMA, optimizers, scheduler and sampler, bound together."""
     p = opts.preset
     losses = losses_for(p.loss)
-    num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
+    num_classes = class_count(opts, dataset)
     G, D, ema, opt_g, opt_d = build_models(opts, num_classes=num_classes, img_channels=dataset.num_channels)
     scaler = torch.amp.GradScaler(opts.device.type, enabled=opts.precision == "fp16")
     scheduler = pg.ProgressiveScheduler(p.schedule)

@@ -35,7 +35,7 @@ from .options import Options, UsageError, build_parser, resolve_options
 from .plan import plan_for_run, with_recorded_plan
 from .report import Reporter
 from .resume import Diverged, Resume, begin, check_resumable, find_resume, rollback, stop_with_checkpoint
-from .run import Run, build_run, make_adam
+from .run import Run, build_run, class_count, make_adam
 from .rundir import remove_empty_tree
 from .signals import StopSignals
 from .step import train_step
@@ -110,8 +110,7 @@ def run_training(opts: Options) -> Run:
         opts = plan_for_run(opts, img_channels=channels)
     dataset = open_dataset(opts)
     if planning and opts.batch_plan is None:
-        num_classes = int(dataset.labels.max()) + 1 if opts.cond and dataset.labels is not None else 0
-        opts = plan_for_run(opts, img_channels=dataset.num_channels, num_classes=num_classes)
+        opts = plan_for_run(opts, img_channels=dataset.num_channels, num_classes=class_count(opts, dataset))
     return train(opts, dataset, resume)
 
 
