@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ __all__ = [
 _SQRT2 = math.sqrt(2.0)
 
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
-_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 
 
 def _check_positive_int(name: str, value: int) -> None:
