@@ -81,7 +81,9 @@ def _train_variant(spec: dict[str, Any]) -> dict[str, Any]:
     trainer = make_trainer(variant, cache, spec, work)
     budget = spec["budget"]
     marks = [f * budget for f in spec.get("fractions", EVAL_FRACTIONS)]
-    cpu, steps, points, stage_ends = 0.0, 0, [], []
+    cpu, steps, points, stage_ends, trace = 0.0, 0, [], [], []
+    trace_kimg = spec.get("trace_kimg") or 0.0
+    next_trace = trace_kimg
     started = time.perf_counter()
     while marks:
         before = trainer.state
@@ -94,6 +96,18 @@ def _train_variant(spec: dict[str, Any]) -> dict[str, Any]:
             levels = level_swds(generate(trainer, spec["samples"], res, state=before, upscale=False), cache, real_index)
             stage_ends.append(
                 {"resolution": before.resolution, "cpu_s": round(cpu, 1), "kimg": round(trainer.kimg, 3), "levels": levels}
+            )
+        if GROWING[variant] and trace_kimg and trainer.kimg >= next_trace:  # levels along the way (noise, fade shocks)
+            next_trace += trace_kimg
+            levels = level_swds(generate(trainer, spec["samples"], res, state=after, upscale=False), cache, real_index)
+            trace.append(
+                {
+                    "kimg": round(trainer.kimg, 3),
+                    "cpu_s": round(cpu, 1),
+                    "resolution": after.resolution,
+                    "alpha": round(after.alpha, 3),
+                    "levels": levels,
+                }
             )
         if cpu >= marks[0]:
             marks.pop(0)
@@ -140,6 +154,7 @@ def _train_variant(spec: dict[str, Any]) -> dict[str, Any]:
             }
         )
         result["stage_ends"] = stage_ends
+        result["trace"] = trace
     if spec.get("inception_weights"):
         result.update(fidelity_scores(trainer, state, cache, spec["samples"], spec["inception_weights"]))
     np.save(work / "samples.npy", final[:64].numpy())

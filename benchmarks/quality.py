@@ -22,9 +22,12 @@ of an earlier stage are upscaled with nearest neighbours, as a fade at alpha = 0
 at the end by MS-SSIM diversity (and FID/KID with `--inception-weights`) and the border step (a 1-px
 frame shows as a step between the outermost pixels and their neighbours far above the real images').
 Progressive variants are also scored at every stage end at every resolution they had (generated images box-filtered to that level
-against the dataset's level), which shows whether a new stage loses what the earlier ones learned.
-The floor is the SWD between two disjoint halves of the real images. Results: a table and verdicts on
-stdout, `quality.json`, `swd.png` (SWD against CPU-seconds) and `samples-<dataset>.png` in `--out`.
+against the dataset's level), which shows whether a new stage loses what the earlier ones learned, and
+every `--trace-kimg` images along the way (the level trace: how far a fade throws each level back, and
+how much a level moves between two evaluations of one stable phase, the scale a stage-end comparison
+is read on). The floor is the SWD between two disjoint halves of the real images (per level, too).
+Results: a table and verdicts on stdout, `quality.json`, `swd.png` (SWD against CPU-seconds),
+`levels.png` (the level traces) and `samples-<dataset>.png` in `--out`.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 from _quality_data import prepare_data, real_halves, real_images
-from _quality_eval import EVAL_FRACTIONS, border_step, train_variant
+from _quality_eval import EVAL_FRACTIONS, GROWING, border_step, level_swds, train_variant
 from torch import Tensor
 
 VARIANTS = ("progan", "progan-flat", "dcgan", "dcgan-grown")
@@ -105,6 +108,20 @@ def level_regressions(stage_ends: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def stable_means(trace: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage, each level's mean SWD over the second half of its stable-phase trace points (stage order)."""
+    by_res: dict[int, list[dict[str, Any]]] = {}
+    for t in trace:
+        if t["alpha"] >= 1.0:
+            by_res.setdefault(t["resolution"], []).append(t)
+    out = []
+    for r, pts in sorted(by_res.items()):
+        tail = pts[len(pts) // 2 :]
+        levels = {k: round(sum(p["levels"][k] for p in tail) / len(tail), 3) for k in tail[0]["levels"]}
+        out.append({"resolution": r, "levels": levels, "points": len(tail)})
+    return out
+
+
 def verdicts(dataset: str, results: dict[str, dict[str, Any]], floor: float) -> list[str]:
     """The printed verdict lines for one dataset."""
     final = {v: r["points"][-1]["swd"] for v, r in results.items()}
@@ -129,6 +146,13 @@ def verdicts(dataset: str, results: dict[str, dict[str, Any]], floor: float) -> 
                 f"{v}: no pyramid level worse at a stage end than at the previous one"
                 + (f" ({'; '.join(regress)})" if regress else ""),
             )
+            means = stable_means(results[v].get("trace", []))
+            if len(means) > 1:  # is a regression the stage's level, or one evaluation's luck?
+                worse = level_regressions(means)
+                lines.append(
+                    f"  {v}, each level's mean over the second half of every stable phase: "
+                    + (f"worse after a stage: {'; '.join(worse)}" if worse else "no level worse after a stage")
+                )
     if "dcgan" in final:
         target = final["dcgan"]
         times = {v: time_to(r["points"], target) for v, r in results.items()}
@@ -174,6 +198,63 @@ def write_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict[str, 
     return True
 
 
+def write_level_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict[str, dict[str, float]], path: Path) -> bool:
+    """Every pyramid level's SWD against kimg, one panel per (dataset, growing variant): fades shaded, stage ends dashed.
+
+    `floors[dataset][level]` (real vs real at that level) is drawn dotted in the level's colour. False
+    without matplotlib or without a trace.
+    """
+    panels = [(d, v, r) for d, by_variant in results.items() for v, r in by_variant.items() if r.get("trace")]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    if not panels:
+        return False
+    cols = 2 if len(panels) > 2 else len(panels)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4 * rows), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (dataset, variant, r) in zip(axes.flat, panels, strict=False):
+        trace = r["trace"]
+        levels = sorted({k for t in trace for k in t["levels"]}, key=int)
+        for i, level in enumerate(levels):
+            pts = [(t["kimg"], t["levels"][level]) for t in trace if level in t["levels"]]
+            colour = colours[i % len(colours)]
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=2, lw=1, color=colour, label=f"{level}²")
+            if level in floors.get(dataset, {}):
+                ax.axhline(floors[dataset][level], color=colour, ls=":", lw=1)
+        for start, end in fade_spans(trace):
+            ax.axvspan(start, end, color="grey", alpha=0.15, lw=0)
+        for e in r.get("stage_ends", []):
+            if not e.get("budget_end"):
+                ax.axvline(e["kimg"], color="grey", ls="--", lw=1)
+        ax.set(title=f"{dataset}: {variant}", xlabel="kimg", ylabel="SWD ×10³ of each level", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="level", ncols=len(levels))
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle("SWD of every pyramid level along training (shaded: fades; dashed: stage ends; dotted: real vs real)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def fade_spans(trace: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """`(start, end)` kimg of every fade in a level trace: a stage's first point to its first point at alpha 1."""
+    spans = []
+    for r in sorted({t["resolution"] for t in trace}):
+        points = [t for t in trace if t["resolution"] == r]
+        if points[0]["alpha"] < 1.0:
+            stable = [t["kimg"] for t in points if t["alpha"] >= 1.0]
+            spans.append((points[0]["kimg"], stable[0] if stable else points[-1]["kimg"]))
+    return spans
+
+
 def write_samples(dataset: str, reals: Tensor, samples: dict[str, np.ndarray], path: Path, *, n: int = 36) -> None:
     """One PNG: a 6×6 grid of real images next to one grid per variant, each captioned."""
     from PIL import Image, ImageDraw
@@ -216,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=JSON",
         help="override a preset field for every variant, e.g. fmap_max=128 or schedule.batch_size=32 (tuning)",
     )
+    p.add_argument(
+        "--trace-kimg",
+        type=float,
+        default=4.0,
+        help="score every pyramid level of the growing variants every this many kimg (default: 4; 0: stage ends only)",
+    )
     p.add_argument("--inception-weights", default=None, help="InceptionV3 weights: also FID and KID at the end")
     p.add_argument("--out", default="runs/quality", help="output folder (default: runs/quality)")
     p.add_argument("--fresh", action="store_true", help="retrain variants whose results of the same settings are in --out")
@@ -246,9 +333,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         overrides[key] = json.loads(value)
     res, preset = args.resolution, PRESET_AT[args.resolution]
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET[res]
-    images, samples, jobs, phase_kimg = args.images, args.samples, args.jobs, args.phase_kimg
+    images, samples, jobs, phase_kimg, trace_kimg = args.images, args.samples, args.jobs, args.phase_kimg, args.trace_kimg
     if args.quick:  # every code path, with a few hundred images, short phases and seconds of training
-        budget, images, samples, jobs, phase_kimg = 2.0, 128, 32, 0, 0.016
+        budget, images, samples, jobs, phase_kimg, trace_kimg = 2.0, 128, 32, 0, 0.016, 0.1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(
@@ -261,11 +348,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from progrow.data import MultiResDataset
     from progrow.metrics.swd import swd
 
-    floors, real_borders, reference_sets = {}, {}, {}
+    floors, level_floors, real_borders, reference_sets = {}, {}, {}, {}
     for d, cache in caches.items():
         a, b = real_halves(len(MultiResDataset(cache)), samples)
         reference_sets[d] = real_images(cache, res, a)
         floors[d] = round(swd(real_images(cache, res, b), reference_sets[d])["swd"], 3)
+        level_floors[d] = level_swds(real_images(cache, res, b), cache, a)  # each pyramid level's real vs real
         real_borders[d] = border_step(reference_sets[d][:64])
     specs = [
         {
@@ -283,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "inception_weights": args.inception_weights,
             "work": str(out / d / v),
             "fractions": [0.5, 1.0] if args.quick else list(EVAL_FRACTIONS),
+            "trace_kimg": trace_kimg if GROWING[v] else None,
         }
         for d in datasets
         for v in variants
@@ -324,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if res_.get("final_levels")  # results of earlier versions have none
         ]
         print("         levels at the end: " + "; ".join(finals))
+        print("         levels real vs real: " + " ".join(f"{r}²={v:.1f}" for r, v in level_floors[d].items()))
         for v in ("progan", "dcgan-grown"):
             if v in results[d]:
                 ends = "; ".join(
@@ -340,11 +430,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     print("\n" + "\n".join(report))
     plotted = write_plot(results, floors, out / "swd.png")
+    write_level_plot(results, level_floors, out / "levels.png")
     summary = {
         "resolution": res,
         "budget_cpu_s": budget,
         "samples": samples,
         "floors": floors,
+        "level_floors": level_floors,
         "real_border_step": real_borders,
         "results": results,
         "verdicts": report,
@@ -353,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (out / "quality.json").write_text(json.dumps(summary, indent=1))
     print(
         f"\nwrote {out / 'quality.json'}, {out}/samples-*.png"
-        + (f", {out / 'swd.png'}" if plotted else " (no plot: matplotlib missing)")
+        + (f", {out / 'swd.png'}, {out / 'levels.png'}" if plotted else " (no plot: matplotlib missing)")
     )
     return summary
 

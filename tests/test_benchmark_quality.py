@@ -112,3 +112,53 @@ def test_stage_sheet_puts_real_images_before_every_stage_end_grid(tmp_path):
     grid = Image.open(run / "grids" / "grid-000000192.png")  # 16 images of 8², each enlarged to 64 px: 4×4 tiles
     assert grid.size == (256, 256)
     assert sheet.size == (3 * 256 + 2 * 8, 256 + 14)  # real, 4², 8²: each 256 px high, 8 px apart, a caption above
+
+
+def test_stable_means_average_the_second_half_of_each_stable_phase():
+    def point(res, alpha, **levels):
+        return {"resolution": res, "alpha": alpha, "levels": {k[1:]: v for k, v in levels.items()}}
+
+    trace = [
+        point(4, 1.0, l4=90.0),
+        point(4, 1.0, l4=30.0),
+        point(4, 1.0, l4=10.0),
+        point(8, 0.5, l8=500.0, l4=500.0),  # a fade: left out
+        point(8, 1.0, l8=70.0, l4=60.0),
+        point(8, 1.0, l8=20.0, l4=14.0),
+        point(8, 1.0, l8=10.0, l4=16.0),
+    ]
+    means = quality.stable_means(trace)
+    assert means == [
+        {"resolution": 4, "levels": {"4": 20.0}, "points": 2},
+        {"resolution": 8, "levels": {"8": 15.0, "4": 15.0}, "points": 2},
+    ]
+    assert quality.level_regressions(means) == []
+    assert quality.stable_means([]) == []
+
+
+def test_quick_mode_traces_the_levels_of_the_growing_variants(quick):
+    out, summary = quick
+    for by_variant in summary["results"].values():
+        for variant, result in by_variant.items():
+            if not _quality_eval.GROWING[variant]:
+                assert "trace" not in result
+                continue
+            kimg = [t["kimg"] for t in result["trace"]]
+            assert kimg == sorted(kimg) and len(kimg) >= 2
+            for t in result["trace"]:  # every level the generator has at that point, down to 4²
+                assert sorted(map(int, t["levels"])) == [4 * 2**i for i in range(t["resolution"].bit_length() - 2)]
+    assert sorted(summary["level_floors"]["shapes"], key=int) == ["4", "8", "16", "32"]
+    assert Image.open(out / "levels.png").size[0] > 0
+
+
+def test_fade_spans_run_from_a_stages_first_point_to_its_first_at_alpha_one():
+    trace = [
+        {"kimg": 4.0, "resolution": 4, "alpha": 1.0},
+        {"kimg": 8.0, "resolution": 8, "alpha": 0.0},
+        {"kimg": 12.0, "resolution": 8, "alpha": 0.5},
+        {"kimg": 16.0, "resolution": 8, "alpha": 1.0},
+        {"kimg": 20.0, "resolution": 8, "alpha": 1.0},
+        {"kimg": 24.0, "resolution": 16, "alpha": 0.0},
+        {"kimg": 28.0, "resolution": 16, "alpha": 0.5},  # the budget ended mid-fade
+    ]
+    assert quality.fade_spans(trace) == [(8.0, 16.0), (24.0, 28.0)]
