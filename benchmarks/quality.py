@@ -175,14 +175,22 @@ def verdicts(dataset: str, results: dict[str, dict[str, Any]], floor: float) -> 
     return lines
 
 
-def write_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict[str, float], path: Path) -> bool:
-    """SWD against CPU-seconds, one panel per dataset, the floor dashed; False without matplotlib."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def write_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict[str, float], path: Path) -> bool:
+    """SWD against CPU-seconds, one panel per dataset, the floor dashed; False without matplotlib."""
+    plt = _pyplot()
+    if plt is None:
         return False
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, (dataset, by_variant) in zip(axes[0], results.items(), strict=False):
@@ -205,14 +213,8 @@ def write_level_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict
     without matplotlib or without a trace.
     """
     panels = [(d, v, r) for d, by_variant in results.items() for v, r in by_variant.items() if r.get("trace")]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    if not panels:
+    plt = _pyplot()
+    if plt is None or not panels:
         return False
     cols = 2 if len(panels) > 2 else len(panels)
     rows = math.ceil(len(panels) / cols)
@@ -430,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     print("\n" + "\n".join(report))
     plotted = write_plot(results, floors, out / "swd.png")
-    write_level_plot(results, level_floors, out / "levels.png")
+    traced = write_level_plot(results, level_floors, out / "levels.png")
     summary = {
         "resolution": res,
         "budget_cpu_s": budget,
@@ -445,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (out / "quality.json").write_text(json.dumps(summary, indent=1))
     print(
         f"\nwrote {out / 'quality.json'}, {out}/samples-*.png"
-        + (f", {out / 'swd.png'}, {out / 'levels.png'}" if plotted else " (no plot: matplotlib missing)")
+        + (f", {out / 'swd.png'}" if plotted else " (no plot: matplotlib missing)")
+        + (f", {out / 'levels.png'}" if traced else "")
     )
     return summary
 
