@@ -97,7 +97,7 @@ def _train_variant(spec: dict[str, Any]) -> dict[str, Any]:
             stage_ends.append(
                 {"resolution": before.resolution, "cpu_s": round(cpu, 1), "kimg": round(trainer.kimg, 3), "levels": levels}
             )
-        if GROWING[variant] and trace_kimg and trainer.kimg >= next_trace:  # levels along the way (noise, fade shocks)
+        if trace_kimg and trainer.kimg >= next_trace:  # levels along the way; main() sets it for growing variants
             next_trace += trace_kimg
             levels = level_swds(generate(trainer, spec["samples"], res, state=after, upscale=False), cache, real_index)
             trace.append(
