@@ -171,6 +171,7 @@ def make_trainer(variant: str, cache: Path, spec: dict[str, Any], work: Path) ->
             work=work / "run",
             phase_kimg=spec.get("phase_kimg"),
             overrides=spec.get("overrides", {}),
+            extra_args=spec.get("progan_args", []),
         )
     from progrow.adapters.progan.presets import get_preset
 

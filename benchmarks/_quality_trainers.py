@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,16 @@ class ProGANTrainer(Trainer):
     """The reference training script's own pieces (`build_run`, `train_step`), driven step by step."""
 
     def __init__(
-        self, cache: Path, *, preset: str, flat: bool, seed: int, work: Path, phase_kimg: float | None, overrides: dict[str, Any]
+        self,
+        cache: Path,
+        *,
+        preset: str,
+        flat: bool,
+        seed: int,
+        work: Path,
+        phase_kimg: float | None,
+        overrides: dict[str, Any],
+        extra_args: Sequence[str] = (),
     ) -> None:
         from progrow.adapters.progan import train as T
         from progrow.adapters.progan.distributed import DistInfo
@@ -101,6 +111,7 @@ class ProGANTrainer(Trainer):
         ]
         argv += ["--no-growing"] if flat else []
         argv += ["--phase-kimg", str(phase_kimg)] if phase_kimg else []
+        argv += list(extra_args)
         opts = T.resolve_options(T.build_parser().parse_args(argv), DistInfo())
         opts.preset = apply_overrides(opts.preset, overrides)
         self.T, self.run = T, T.build_run(opts, MultiResDataset(cache))

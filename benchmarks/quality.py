@@ -300,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a preset field for every variant, e.g. fmap_max=128 or schedule.batch_size=32 (tuning)",
     )
     p.add_argument(
+        "--progan-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to the reference training script's options in the progan variants, e.g. --progan-arg=--channels-last",
+    )
+    p.add_argument(
         "--trace-kimg",
         type=float,
         default=4.0,
@@ -369,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seed": args.seed,
             "preset": preset,
             "overrides": overrides,
+            "progan_args": list(args.progan_arg),
             "phase_kimg": phase_kimg,
             "inception_weights": args.inception_weights,
             "work": str(out / d / v),
@@ -381,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for spec in specs:
         if spec["variant"] == "dcgan":  # the flat DCGAN uses no preset: its results stay valid when the preset changes
             spec.update(preset=None, overrides={}, phase_kimg=None)
+        if not spec["variant"].startswith("progan") or not spec["progan_args"]:
+            del spec["progan_args"]  # results of runs before this option stay reusable
         if spec["variant"] == "dcgan-grown":  # toRGB / fromRGB in the DCGAN's style (results before it differ)
             spec["rgb_layers"] = "user-style"
     if jobs == 0:

@@ -168,3 +168,18 @@ def test_fade_spans_run_from_a_stages_first_point_to_its_first_at_alpha_one():
         {"kimg": 28.0, "resolution": 16, "alpha": 0.5},  # the budget ended mid-fade
     ]
     assert quality.fade_spans(trace) == [(8.0, 16.0), (24.0, 28.0)]
+
+
+def test_progan_args_reach_the_training_options_and_are_part_of_the_settings(tmp_path, capsys):
+    out = str(tmp_path / "q")
+    base = ["--quick", "--out", out, "--datasets", "shapes", "--variants", "progan,dcgan"]
+    quality.main([*base, "--progan-arg=--channels-last"])
+    spec = json.loads((tmp_path / "q" / "shapes" / "progan" / "spec.json").read_text())
+    assert spec["progan_args"] == ["--channels-last"]
+    assert "progan_args" not in json.loads((tmp_path / "q" / "shapes" / "dcgan" / "spec.json").read_text())
+    capsys.readouterr()
+    quality.main(base)  # without the argument: the progan variant is retrained, the DCGAN reused
+    assert capsys.readouterr().out.count("reused") == 1
+    with pytest.raises(SystemExit):  # the training script's own parser refuses what it does not know
+        quality.main([*base, "--fresh", "--progan-arg=--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err

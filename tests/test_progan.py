@@ -263,8 +263,37 @@ def test_no_growing_trains_at_the_final_resolution_only(tmp_path):
     assert {(r["resolution"], r["phase"]) for r in _read_log(out)} == {(32, "stable")}
 
 
-@pytest.mark.parametrize("extra", [["--channels-last"], ["--precision", "fp16"]])
-def test_channels_last_and_fp16_gradscaler_runs(tmp_path, extra):
+def test_channels_last_is_the_cpu_default_and_can_be_turned_off():
+    from progrow.adapters.progan.distributed import DistInfo
+    from progrow.adapters.progan.train import build_parser, resolve_options
+
+    def resolved(*extra: str) -> bool:
+        args = build_parser().parse_args(["--preset", "cpu-demo", "--device", "cpu", *extra])
+        return resolve_options(args, DistInfo()).channels_last
+
+    assert resolved() is True
+    assert resolved("--no-channels-last") is False
+    assert resolved("--channels-last") is True
+
+
+def test_default_cpu_training_holds_the_networks_in_channels_last(tmp_path):
+    from progrow.adapters.progan.distributed import DistInfo
+    from progrow.adapters.progan.train import build_parser, build_run, resolve_options
+    from progrow.data import MultiResDataset
+
+    cache = tmp_path / "cache"
+    pg.build_cache("synthetic:0:8", cache, resolution=32)
+    for extra, expected in (([], torch.channels_last), (["--no-channels-last"], torch.contiguous_format)):
+        args = build_parser().parse_args(["--preset", "cpu-demo", "--device", "cpu", "--data", str(cache), *extra])
+        opts = resolve_options(args, DistInfo())
+        opts.out = tmp_path / f"run-{len(extra)}"
+        run = build_run(opts, MultiResDataset(cache))
+        kernels = [p for net in (run.G, run.D) for p in net.parameters() if p.dim() == 4 and p.shape[-1] == 3]
+        assert len(kernels) > 4 and all(k.is_contiguous(memory_format=expected) for k in kernels)
+
+
+@pytest.mark.parametrize("extra", [["--no-channels-last"], ["--precision", "fp16"]])
+def test_contiguous_and_fp16_gradscaler_runs(tmp_path, extra):
     out = tmp_path / "run"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", *extra]) == 0
     log = _read_log(out)

@@ -12,22 +12,30 @@ from .presets import ProGANPreset
 
 __all__ = ["LOSSES", "DLoss", "GLoss", "losses_for"]
 
-# `d_loss(preset, critic, reals, fakes)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`.
-DLoss = Callable[[ProGANPreset, Callable[[Tensor], Tensor], Tensor, Tensor], pg.LossOutput]
+# `d_loss(preset, critic, reals, fakes, regularize=…)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`;
+# `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips.
+DLoss = Callable[..., pg.LossOutput]
 # `g_loss(scores)`: the generator's loss from the critic's scores `[N, 1]` of its images.
 GLoss = Callable[[Tensor], pg.LossOutput]
 
 
-def _wgan_gp_d(p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor) -> pg.LossOutput:
+def _wgan_gp_d(
+    p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, *, regularize: bool = True
+) -> pg.LossOutput:
     return pg.wgan_gp_d_loss(critic, reals, fakes, gp_weight=p.gp_weight, drift_weight=p.drift_weight)
 
 
-def _lsgan_d(p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor) -> pg.LossOutput:
+def _lsgan_d(
+    p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, *, regularize: bool = True
+) -> pg.LossOutput:
     return pg.lsgan_d_loss(critic, reals, fakes)
 
 
-def _logistic_d(p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor) -> pg.LossOutput:
-    return pg.logistic_d_loss(critic, reals, fakes, r1_gamma=p.r1_gamma)
+def _logistic_d(
+    p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, *, regularize: bool = True
+) -> pg.LossOutput:
+    # Lazy R1 (StyleGAN2): on every `r1_interval`-th step, weighted by the interval, so its mean weight is γ.
+    return pg.logistic_d_loss(critic, reals, fakes, r1_gamma=p.r1_gamma * p.r1_interval if regularize else 0.0)
 
 
 LOSSES: dict[str, tuple[DLoss, GLoss]] = {

@@ -99,7 +99,11 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         help="autocast precision; auto = bf16 on CUDA, fp32 on CPU; fp16 uses a GradScaler",
     )
     p.add_argument(
-        "--channels-last", action="store_true", help="channels_last memory format (faster convolutions on recent GPUs)"
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last memory format of the networks and reals (default: on for a CPU, where the cpu-demo step "
+        "is faster with it (benchmarks/cpu_step.py), off elsewhere; recent GPUs gain from it with bf16 / fp16)",
     )
     p.add_argument(
         "--compile",
@@ -223,8 +227,9 @@ class Options:
         preset["schedule"].pop("total_kimg")
         for bookkeeping in ("tick_kimg", "checkpoint_ticks", "keep_checkpoints", "grid_size"):
             preset.pop(bookkeeping)
-        if preset["g_padding"] == "zeros":  # a later field: at its default, checkpoints made before it still match
-            preset.pop("g_padding")
+        for later, default in (("g_padding", "zeros"), ("r1_interval", 1)):  # later fields: at their defaults,
+            if preset[later] == default:  # checkpoints made before them still match
+                preset.pop(later)
         return {"preset": preset, "cond": self.cond, "no_growing": self.no_growing}
 
 
@@ -254,7 +259,7 @@ def resolve_options(args: argparse.Namespace, dist: DistInfo) -> Options:
         resume=args.resume,
         device=device,
         precision=precision,
-        channels_last=args.channels_last,
+        channels_last=device.type == "cpu" if args.channels_last is None else args.channels_last,
         compile=args.compile,
         seed=args.seed,
         cond=args.cond,

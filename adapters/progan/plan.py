@@ -94,11 +94,15 @@ class PlanningRun:
                 self.run.label_pool = torch.arange(num_classes, device=single.device)
 
     def step(self, resolution: int, batch_size: int) -> None:
-        """One `train_step` at `resolution` (mid-fade, alpha 0.5, except at the first resolution) on `batch_size` images."""
+        """One `train_step` at `resolution` (mid-fade, alpha 0.5, except at the first resolution) on `batch_size` images.
+
+        Always a step with the loss's regularizer (a lazy R1 runs it on step 0), whose memory peak is the larger.
+        """
         fading = resolution != self.start_resolution
         state = pg.GrowthState(resolution, alpha=0.5 if fading else 1.0, batch_size=batch_size)
         for module in (self.run.G, self.run.D, self.run.ema.module):
             module.set_state(state)
+        self.run.d_steps = 0  # a step with R1 even under a lazy `r1_interval`: the one with the larger peak
         train_step(self.run, state)
 
     def measure(self) -> Measure:

@@ -126,7 +126,13 @@ def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
         "scheduler": run.scheduler.state_dict(),
         "sampler": run.sampler.state_dict(),
         "rng": rng,  # one entry per rank
-        "progress": {"tick": run.tick, "next_tick_nimg": run.next_tick_nimg, "skipped_steps": run.skipped_steps},
+        "progress": {
+            "tick": run.tick,
+            "next_tick_nimg": run.next_tick_nimg,
+            "skipped_steps": run.skipped_steps,
+            "d_steps": run.d_steps,
+            "d_terms": {k: float(v) for k, v in run.d_terms.items()},
+        },
         "batch_plan": run.opts.batch_plan,  # --batch-memory's plan (None without it), kept on resume
     }
 
@@ -143,6 +149,8 @@ def restore(run: Run, payload: dict[str, Any]) -> None:
     run.sampler.load_state_dict(payload["sampler"])
     progress = payload["progress"]
     run.tick, run.next_tick_nimg, run.skipped_steps = progress["tick"], progress["next_tick_nimg"], progress["skipped_steps"]
+    run.d_steps = int(progress.get("d_steps", 0))  # checkpoints made before lazy R1 lack it (their interval is 1)
+    run.d_terms = {k: torch.tensor(v) for k, v in progress.get("d_terms", {}).items()}
     rng = payload["rng"]
     if len(rng) == run.opts.dist.world_size:  # a different number of ranks cannot continue their streams
         restore_rng_state(rng[run.opts.dist.rank])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -56,6 +56,8 @@ class Run:
     last_step_ok: bool = True  # False when the last step skipped an update (non-finite gradients)
     bad_streak: int = 0  # consecutive skipped steps
     rollbacks: int = 0  # rollbacks to the last good checkpoint in this process
+    d_steps: int = 0  # discriminator steps taken (a lazy R1 runs when this is a multiple of `r1_interval`)
+    d_terms: dict[str, Tensor] = field(default_factory=dict)  # the D loss's latest terms (a skipped R1 keeps its last)
 
 
 def class_count(opts: Options, dataset: MultiResDataset) -> int:

@@ -44,11 +44,13 @@ def update(run: Run, state: pg.GrowthState, reals: Tensor, real_labels: Tensor |
         labels = _fake_labels(run, n)
         with torch.no_grad():
             fakes = _generate(run, n, labels)
-        d_out = d_loss_fn(opts.preset, lambda x: D(x)[:, :1], reals, fakes)
+        regularize = run.d_steps % opts.preset.r1_interval == 0
+        d_out = d_loss_fn(opts.preset, lambda x: D(x)[:, :1], reals, fakes, regularize=regularize)
         d_loss = d_out.loss
         if run.num_classes:  # auxiliary classifier on reals and fakes, as the official conditional loss
             d_loss = d_loss + _class_loss(D(reals), real_labels) + _class_loss(D(fakes), labels)
     d_ok = _optimizer_step(run, d_loss, list(run.D.parameters()), run.opt_d)
+    run.d_steps += 1
     run.G.requires_grad_(True)
 
     # Generator: no discriminator weight gradients.
@@ -71,7 +73,8 @@ def update(run: Run, state: pg.GrowthState, reals: Tensor, real_labels: Tensor |
     else:
         run.skipped_steps += 1
         run.bad_streak += 1
-    stats = {f"d_{k}": v for k, v in d_out.terms.items()}
+    run.d_terms.update(d_out.terms)  # a lazily skipped R1 reports its last value: the same keys every step
+    stats = {f"d_{k}": v for k, v in run.d_terms.items()}
     stats.update(d_loss=d_loss.detach(), g_loss=g_loss.detach())
     return stats
 

@@ -1,0 +1,137 @@
+"""The `cpu-demo` training step on a CPU: contiguous with R1 at every step, against channels_last, lazy R1, and both.
+
+    python benchmarks/cpu_step.py              # every stage 4² → 32², fade and stable: about 5 minutes on 2 CPU cores
+    python benchmarks/cpu_step.py --quick      # a smoke run (seconds; too few rounds to judge)
+
+Each variant is the training script's own run and step (`build_run`, `update`: `train_step` once the
+minibatch is read) for the `cpu-demo` preset (logistic loss + R1 γ = 0.1, minibatch 32, 64 → 16 feature
+maps), at each stage's state (fades at alpha 0.5):
+
+- **baseline**: `--no-channels-last` and the preset with `r1_interval=1` (R1 at every step): the training
+  script and `cpu-demo` before both became defaults;
+- **channels_last**: networks and reals in the channels_last memory format (the script's CPU default);
+- **lazy R1**: `r1_interval=4` (R1 on every 4th D step, weighted ×4; blocks hold a multiple of 4 steps);
+- **both**: the two together, which is what `python -m progrow.adapters.progan.train --preset cpu-demo` runs on a CPU.
+
+The variants run interleaved in one process (A B C D, D C B A, …), one block of steps each per round;
+ratios (baseline time / variant time) are taken within a round, median (min–max) over rounds. The last
+table weights each stage's img/s by the images `cpu-demo` trains there (its phase lengths), which gives
+the training-step share of the main job's CPU time per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import progrow as pg
+from progrow.adapters.progan.distributed import DistInfo
+from progrow.adapters.progan.step import update
+from progrow.adapters.progan.train import build_parser, build_run, resolve_options
+from progrow.data import MultiResDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import fmt_ratio, interleave, machine_header, summary  # noqa: E402
+
+VARIANTS = {"baseline": (False, 1), "channels_last": (True, 1), "lazy R1": (False, 4), "both": (True, 4)}
+STAGES = [(4, 1.0)] + [(r, a) for r in (8, 16, 32) for a in (0.5, 1.0)]
+STEPS_PER_BLOCK = {4: 48, 8: 16, 16: 8, 32: 4}  # about a second each; multiples of the lazy interval
+
+
+class Loop:
+    """The training script's run for `cpu-demo`, its wrappers set to one stage's state; `block()` runs `steps` steps."""
+
+    def __init__(self, work: Path, resolution: int, alpha: float, *, channels_last: bool, r1_interval: int, steps: int) -> None:
+        cache = work / "cache"
+        if not (cache / "meta.json").is_file():
+            pg.build_cache("synthetic:0:8", cache, resolution=4)  # the sampler is built, never read
+        argv = ["--preset", "cpu-demo", "--data", str(cache), "--out", str(work / "run"), "--device", "cpu"]
+        argv.append("--channels-last" if channels_last else "--no-channels-last")
+        opts = resolve_options(build_parser().parse_args(argv), DistInfo())
+        opts.preset = replace(opts.preset, r1_interval=r1_interval)
+        self.run = build_run(opts, MultiResDataset(cache))
+        batch = opts.preset.schedule.batch_size_at(resolution)
+        self.state = pg.GrowthState(resolution, alpha=alpha, batch_size=batch, lr=opts.preset.schedule.lr_at(resolution))
+        for module in (self.run.G, self.run.D, self.run.ema.module):
+            module.set_state(self.state)
+        self.reals = torch.rand(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        self.steps, self.batch = steps, batch
+
+    def block(self) -> None:
+        for _ in range(self.steps):
+            update(self.run, self.state, self.reals)
+
+
+def stage_images(preset_name: str = "cpu-demo") -> dict[tuple[int, float], float]:
+    """Images `cpu-demo` trains in each benchmarked (resolution, alpha) cell: fades → alpha 0.5, stable → 1."""
+    from progrow.adapters.progan.presets import get_preset
+
+    scheduler = pg.ProgressiveScheduler(get_preset(preset_name).schedule)
+    out: dict[tuple[int, float], float] = {}
+    for span in scheduler.phases:
+        key = (span.resolution, 0.5 if span.phase == "fade" else 1.0)
+        end = scheduler.total_nimg if span.end_nimg is None else span.end_nimg
+        out[key] = out.get(key, 0.0) + (end - span.start_nimg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds per stage (default: 8)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the main job on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of one step block at 4² and 8² only")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rounds, stages = (2, STAGES[:2]) if args.quick else (args.rounds, STAGES)
+    started = time.perf_counter()
+    print(machine_header("cpu_step.py: the cpu-demo step, baseline vs channels_last vs lazy R1 (×4)"))
+    print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5\n")
+    names = list(VARIANTS)
+    rate_cols, ratio_cols = (f"{n + ' img/s':>19}" for n in names), (f"{n:>22}" for n in names[1:])
+    header = "stage      | " + " | ".join(rate_cols) + " | " + " | ".join(ratio_cols)
+    print(header)
+    print("-" * len(header))
+    img_s: dict[str, dict[tuple[int, float], float]] = {n: {} for n in names}
+    medians: dict[str, list[float]] = {n: [] for n in names[1:]}
+    with tempfile.TemporaryDirectory(prefix="progrow-cpu-step-") as tmp:
+        for resolution, alpha in stages:
+            steps = STEPS_PER_BLOCK[resolution]
+            loops = {
+                n: Loop(Path(tmp), resolution, alpha, channels_last=cl, r1_interval=k, steps=steps)
+                for n, (cl, k) in VARIANTS.items()
+            }
+            times = interleave({n: loop.block for n, loop in loops.items()}, rounds=rounds)
+            cells, ratios = [], []
+            for n in names:
+                rate = steps * loops[n].batch / summary(times[n])[0]
+                img_s[n][(resolution, alpha)] = rate
+                cells.append(f"{rate:>19.1f}")
+            for n in names[1:]:
+                r = [a / b for a, b in zip(times["baseline"], times[n], strict=True)]
+                medians[n].append(summary(r)[0])
+                ratios.append(f"{fmt_ratio(r):>22}")
+            label = f"{resolution}² {'fade' if alpha < 1 else 'stable'}"
+            print(f"{label:<10} | " + " | ".join(cells) + " | " + " | ".join(ratios), flush=True)
+    print("\nimg/s: medians over rounds; ratios: baseline time / variant time within a round, median (min–max).")
+    images = stage_images()
+    if not args.quick:
+        total = {n: sum(images[k] / img_s[n][k] for k in images) for n in names}
+        print("\ncpu-demo's training steps (140k images, weighted by its phase lengths), seconds at these rates:")
+        for n in names:
+            print(f"  {n:<14} {total[n]:7.0f} s   {total['baseline'] / total[n]:.2f}× the baseline")
+    print("\nTargets:")
+    for n in names[1:]:
+        lo = min(medians[n])
+        verdict = "MET" if lo >= 1.05 else "NOT MET"
+        print(f"  {n} ≥ 1.05× the baseline at every stage: {verdict} (medians {lo:.2f}×–{max(medians[n]):.2f}×)")
+    print(f"\n({time.perf_counter() - started:.0f} s; a shared machine: rerun if the min–max ranges are wide)")
+
+
+if __name__ == "__main__":
+    main()
