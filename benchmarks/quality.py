@@ -43,12 +43,13 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 from _quality_data import prepare_data, real_halves, real_images
 from _quality_eval import EVAL_FRACTIONS, GROWING, border_step, level_swds, train_variant
+from _quality_trainers import apply_overrides
 from torch import Tensor
 
 VARIANTS = ("progan", "progan-flat", "dcgan", "dcgan-grown")
@@ -324,6 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_overrides(items: Sequence[str], preset: str) -> dict[str, Any]:
+    """`--set FIELD=JSON` items as `{field: value}`, checked against `preset` up front (one `error:` line, exit 2)."""
+    from progrow.adapters.progan.presets import get_preset
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError as exc:
+            _usage_error(f"--set {item!r}: the value is not JSON ({exc})")
+    try:
+        apply_overrides(get_preset(preset), overrides)
+    except (TypeError, ValueError) as exc:  # an unknown field, or a value the preset refuses
+        _usage_error(f"--set: {exc}")
+    return overrides
+
+
+def _usage_error(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if args.worker:
@@ -336,11 +360,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     bad = [d for d in datasets if d not in DATASETS] + [v for v in variants if v not in VARIANTS]
     if bad:
         raise SystemExit(f"error: unknown dataset or variant {', '.join(bad)}; datasets {DATASETS}, variants {VARIANTS}")
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value)
     res, preset = args.resolution, PRESET_AT[args.resolution]
+    overrides = parse_overrides(args.set, preset)
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET[res]
     images, samples, jobs, phase_kimg, trace_kimg = args.images, args.samples, args.jobs, args.phase_kimg, args.trace_kimg
     if args.quick:  # every code path, with a few hundred images, short phases and seconds of training
@@ -376,7 +397,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seed": args.seed,
             "preset": preset,
             "overrides": overrides,
-            "progan_args": list(args.progan_arg),
             "phase_kimg": phase_kimg,
             "inception_weights": args.inception_weights,
             "work": str(out / d / v),
@@ -389,8 +409,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for spec in specs:
         if spec["variant"] == "dcgan":  # the flat DCGAN uses no preset: its results stay valid when the preset changes
             spec.update(preset=None, overrides={}, phase_kimg=None)
-        if not spec["variant"].startswith("progan") or not spec["progan_args"]:
-            del spec["progan_args"]  # results of runs before this option stay reusable
+        if args.progan_arg and spec["variant"].startswith("progan"):  # absent otherwise: earlier results stay reusable
+            spec["progan_args"] = list(args.progan_arg)
         if spec["variant"] == "dcgan-grown":  # toRGB / fromRGB in the DCGAN's style (results before it differ)
             spec["rgb_layers"] = "user-style"
     if jobs == 0:

@@ -183,3 +183,20 @@ def test_progan_args_reach_the_training_options_and_are_part_of_the_settings(tmp
     with pytest.raises(SystemExit):  # the training script's own parser refuses what it does not know
         quality.main([*base, "--fresh", "--progan-arg=--no-such-option"])
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("r1_interval=0", "error: --set: preset 'cpu-demo': r1_interval expected an int ≥ 1, got 0"),
+        ("no_such_field=1", "error: --set: ProGANPreset.__init__() got an unexpected keyword argument 'no_such_field'"),
+        ("r1_interval=four", "error: --set 'r1_interval=four': the value is not JSON"),
+    ],
+)
+def test_a_bad_set_is_one_error_line_with_exit_2_before_any_work(tmp_path, capsys, item, message):
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--quick", "--out", str(tmp_path / "q"), "--set", item])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "q").exists()  # refused before the data or any variant
