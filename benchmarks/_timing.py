@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["interleave", "summary", "fmt_ratio", "machine_header", "peak_rss_subprocess", "current_rss_mib"]
+__all__ = ["interleave", "summary", "fmt_ratio", "cpu_model", "machine_header", "peak_rss_subprocess", "current_rss_mib"]
 
 
 def interleave(blocks: Mapping[str, Callable[[], object]], *, rounds: int, warmup: int = 1) -> dict[str, list[float]]:
@@ -50,6 +50,17 @@ def fmt_ratio(values: Sequence[float], spec: str = ".2f", suffix: str = "×") ->
     return f"{med:{spec}}{suffix} ({lo:{spec}}–{hi:{spec}})"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (`model name` of /proc/cpuinfo on Linux), e.g. `Intel(R) Xeon(R) Processor @ 2.60GHz`."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return cpu
+
+
 def machine_header(title: str) -> str:
     """One comment line: what ran, where, and how loaded the machine was when it started."""
     import torch
@@ -58,14 +69,8 @@ def machine_header(title: str) -> str:
         load = ", load average {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
     except OSError:
         load = ""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return (
-        f"# {title} — {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{load}, "
+        f"# {title} — {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{load}, "
         f"torch {torch.__version__}, Python {platform.python_version()}"
     )
 

@@ -76,8 +76,7 @@ def stage_images(preset_name: str = "cpu-demo") -> dict[tuple[int, float], float
     out: dict[tuple[int, float], float] = {}
     for span in scheduler.phases:
         key = (span.resolution, 0.5 if span.phase == "fade" else 1.0)
-        end = scheduler.total_nimg if span.end_nimg is None else span.end_nimg
-        out[key] = out.get(key, 0.0) + (end - span.start_nimg)
+        out[key] = out.get(key, 0.0) + scheduler.images_in(span)
     return out
 
 

@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -50,6 +49,7 @@ import torch
 from _quality_data import prepare_data, real_halves, real_images
 from _quality_eval import EVAL_FRACTIONS, GROWING, border_step, level_swds, train_variant
 from _quality_trainers import apply_overrides
+from _timing import cpu_model
 from torch import Tensor
 
 VARIANTS = ("progan", "progan-flat", "dcgan", "dcgan-grown")
@@ -368,9 +368,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         budget, images, samples, jobs, phase_kimg, trace_kimg = 2.0, 128, 32, 0, 0.016, 0.1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    machine = f"{cpu_model()} ({os.cpu_count()} CPUs)"  # SWD at a CPU-second budget depends on it: name it
     print(
         f"quality: {res}², {budget:.0f} training CPU-seconds per variant, {args.threads} thread(s) each, "
-        f"{samples} samples per SWD; {platform.node()} ({os.cpu_count()} CPUs), load {os.getloadavg()[0]:.1f}",
+        f"{samples} samples per SWD; {machine}, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -467,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "resolution": res,
         "budget_cpu_s": budget,
         "samples": samples,
+        "machine": machine,
         "floors": floors,
         "level_floors": level_floors,
         "real_border_step": real_borders,

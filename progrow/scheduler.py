@@ -77,6 +77,15 @@ class ProgressiveScheduler:
         """The phase that contains image `nimg`."""
         return self.phases[bisect.bisect_right(self._starts, _check_nimg("nimg", nimg)) - 1]
 
+    def images_in(self, span: PhaseSpan) -> int:
+        """Images a full run trains in `span`: `[start_nimg, end_nimg)` cut at `total_nimg` (0 past it).
+
+        The open last phase (`end_nimg` None) ends at `total_nimg`; a `total_kimg` shorter than the
+        schedule cuts the phase it falls in and leaves the later ones empty.
+        """
+        end = self.total_nimg if span.end_nimg is None else min(span.end_nimg, self.total_nimg)
+        return max(0, end - span.start_nimg)
+
     def optimizer_reset_due(self, prev: GrowthState, new: GrowthState) -> bool:
         """Whether the config's `reset_optimizers` policy asks to clear optimizer state between two states."""
         policy = self.config.reset_optimizers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def test_quick_mode_trains_and_scores_every_variant_on_both_datasets(quick):
                 assert "stage_ends" not in result
     saved = json.loads((out / "quality.json").read_text())
     assert saved["verdicts"] == summary["verdicts"]
+    assert saved["machine"].endswith(f"({os.cpu_count()} CPUs)") and len(saved["machine"]) > len(" (1 CPUs)")
     assert any("progan < progan-flat" in line for line in summary["verdicts"])
     assert any("growing vs not" in line or "never reaches" in line for line in summary["verdicts"])
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+from run_helpers import FAST
 
 from progrow.adapters.progan import train as T
 from progrow.adapters.progan.losses import LOSSES
 from progrow.adapters.progan.presets import get_preset
 
-FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
 PRESET = get_preset("cpu-demo")
 BATCH = PRESET.schedule.batch_size  # the step counts below are in minibatches of this size
 

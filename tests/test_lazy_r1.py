@@ -7,14 +7,13 @@ from dataclasses import replace
 
 import pytest
 import torch
+from run_helpers import FAST, final_checkpoint
 from torch import nn
 
 import progrow as pg
 from progrow.adapters.progan import presets
 from progrow.adapters.progan.losses import LOSSES
 from progrow.adapters.progan.train import main as train_main
-
-FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
 
 
 @pytest.fixture
@@ -63,10 +62,6 @@ def test_training_regularizes_every_third_step_and_logs_the_last_penalty_at_ever
     assert records[3]["d_r1_penalty"] != records[2]["d_r1_penalty"]
 
 
-def _final(out):
-    return torch.load(sorted((out / "checkpoints").glob("checkpoint-*.pt"))[-1], weights_only=True)
-
-
 def _same_weights(a, b) -> bool:
     return all(torch.equal(a[part][k], b[part][k]) for part in ("G", "D") for k in a[part])
 
@@ -79,7 +74,7 @@ def test_resuming_between_two_r1_steps_is_bit_for_bit_only_with_the_saved_step_c
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main([*FAST, "--out", str(straight), "--kimg", "0.224"]) == 0  # 7 steps: R1 at 0, 3, 6
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.128"]) == 0
-    assert _final(split)["progress"]["d_steps"] == 4
+    assert final_checkpoint(split)["progress"]["d_steps"] == 4
     if not keep_counter:  # mutation: forget the count, so R1 runs at the resumed run's first step
         original = resume.restore
 
@@ -89,7 +84,7 @@ def test_resuming_between_two_r1_steps_is_bit_for_bit_only_with_the_saved_step_c
 
         monkeypatch.setattr(resume, "restore", forgetful)
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.224"]) == 0
-    assert _same_weights(_final(straight), _final(split)) is keep_counter
+    assert _same_weights(final_checkpoint(straight), final_checkpoint(split)) is keep_counter
 
 
 def test_the_interval_is_part_of_a_runs_identity_only_when_it_is_not_1(tmp_path, monkeypatch, capsys):
@@ -98,7 +93,7 @@ def test_the_interval_is_part_of_a_runs_identity_only_when_it_is_not_1(tmp_path,
     out = tmp_path / "run"
     monkeypatch.setitem(presets.PRESETS, "cpu-demo", lambda: replace(demo(), r1_interval=1))
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.064"]) == 0
-    assert "r1_interval" not in _final(out)["identity"]["preset"]  # checkpoints made before the field still match
+    assert "r1_interval" not in final_checkpoint(out)["identity"]["preset"]  # checkpoints made before the field still match
     monkeypatch.setitem(presets.PRESETS, "cpu-demo", demo)
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.128"]) == 2  # a run of the earlier cpu-demo is refused
     assert "differing keys: preset.r1_interval" in capsys.readouterr().err

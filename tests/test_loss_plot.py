@@ -8,12 +8,11 @@ import sys
 
 import pytest
 from PIL import Image
+from run_helpers import FAST
 
 from progrow.adapters.progan import plots, report
 from progrow.adapters.progan.plots import fade_spans, loss_figure, read_log, stage_changes
 from progrow.adapters.progan.train import main as train_main
-
-FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
 
 
 @pytest.fixture(scope="module")

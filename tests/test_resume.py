@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from run_helpers import FAST, final_checkpoint, newest_checkpoint
 
 from progrow.adapters.progan.train import main as train_main
-
-FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
-
-
-def _final(out):
-    ckpt = sorted((out / "checkpoints").glob("checkpoint-*.pt"))[-1]
-    return torch.load(ckpt, weights_only=True)
 
 
 def _assert_same(a, b):
@@ -33,7 +27,7 @@ def test_stop_and_resume_inside_a_fade_equals_an_uninterrupted_run(tmp_path):
     assert train_main([*FAST, "--out", str(straight), "--kimg", "0.16"]) == 0
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.096"]) == 0  # stops mid-fade into 8²
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0  # resumes from the 0.096 checkpoint
-    _assert_same(_final(straight), _final(split))
+    _assert_same(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(tmp_path):
@@ -52,12 +46,12 @@ def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
-    stopped = _final(split)["scheduler"]["nimg"]
+    stopped = final_checkpoint(split)["scheduler"]["nimg"]
     assert "stopped by signal 15" in out and stopped >= 4 * 32
     target = f"{(stopped + 48) / 1000:.3f}"
     assert train_main([*FAST, "--out", str(split), "--kimg", target]) == 0
     assert train_main([*FAST, "--out", str(straight), "--kimg", target]) == 0
-    _assert_same(_final(straight), _final(split))
+    _assert_same(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_unknown_stop_signal_is_a_usage_error(tmp_path, capsys):
@@ -87,7 +81,7 @@ def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert train_main([*args, "--out", str(straight)]) == 0
-    _assert_same(_final(straight), _final(killed))
+    _assert_same(final_checkpoint(straight), final_checkpoint(killed))
     ticks = [line for line in (killed / "log.jsonl").read_text().splitlines()]
     assert [__import__("json").loads(t)["kimg"] for t in ticks] == [
         __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()
@@ -129,13 +123,13 @@ def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
     monkeypatch.setattr(resume, "restore", restore_all_but_one)
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0
     with pytest.raises(AssertionError):
-        _assert_same(_final(straight), _final(split))
+        _assert_same(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main([*FAST, "--out", str(out), "--kimg", "0.096", "--checkpoint-ticks", "1"]) == 0
-    newest = sorted((out / "checkpoints").glob("checkpoint-*.pt"))[-1]
+    newest = newest_checkpoint(out)
     newest.write_bytes(newest.read_bytes()[:300])  # truncated, as by a full disk or a killed copy
     capsys.readouterr()
     with pytest.warns(RuntimeWarning, match=f"skipping unreadable checkpoint: {newest}") as record:
@@ -156,11 +150,11 @@ def test_two_runs_with_the_same_seed_end_identical(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
         assert train_main([*FAST, "--out", str(out), "--kimg", "0.096"]) == 0
-    _assert_same(_final(a), _final(b))
+    _assert_same(final_checkpoint(a), final_checkpoint(b))
     c = tmp_path / "c"
     assert train_main([*FAST, "--out", str(c), "--kimg", "0.096", "--seed", "1"]) == 0
     with pytest.raises(AssertionError):
-        _assert_same(_final(a), _final(c))
+        _assert_same(final_checkpoint(a), final_checkpoint(c))
 
 
 @pytest.mark.parametrize("drop_scaler", [False, True])
@@ -184,15 +178,15 @@ def test_fp16_resume_needs_the_grad_scaler_state(tmp_path, monkeypatch, drop_sca
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert train_main([*fp16, "--out", str(straight), "--kimg", "0.32"]) == 0  # 10 steps of 32 images
     assert train_main([*fp16, "--out", str(split), "--kimg", "0.224"]) == 0  # 7 steps: mid-fade into 8²
-    saved_scale = _final(split)["scaler"]["scale"]
+    saved_scale = final_checkpoint(split)["scaler"]["scale"]
     assert saved_scale != 2.0**16  # the scale moved away from its initial value before the stop
     assert train_main([*fp16, "--out", str(split), "--kimg", "0.32"]) == 0
     if drop_scaler:
         with pytest.raises(AssertionError):
-            _assert_same(_final(straight), _final(split))
+            _assert_same(final_checkpoint(straight), final_checkpoint(split))
     else:
-        _assert_same(_final(straight), _final(split))
-        assert _final(straight)["scaler"] == _final(split)["scaler"]
+        _assert_same(final_checkpoint(straight), final_checkpoint(split))
+        assert final_checkpoint(straight)["scaler"] == final_checkpoint(split)["scaler"]
 
 
 def test_data_workers_read_the_same_batches_and_resume_bit_for_bit(tmp_path):
@@ -202,4 +196,4 @@ def test_data_workers_read_the_same_batches_and_resume_bit_for_bit(tmp_path):
     assert train_main([*FAST, "--out", str(inline), "--kimg", "0.16"]) == 0
     assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.096", "--data-workers", "2"]) == 0
     assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.16", "--data-workers", "2"]) == 0
-    _assert_same(_final(inline), _final(threaded))
+    _assert_same(final_checkpoint(inline), final_checkpoint(threaded))

@@ -128,6 +128,10 @@ def test_schedule_layout_and_totals():
     assert sched.state_at(2000).alpha == 0.5
     assert sched.state_at(50_000).resolution == 16 and sched.state_at(50_000).phase == "stable"
     assert pg.ProgressiveScheduler(cfg.replace(total_kimg=None)).total_nimg == 9000
+    assert [sched.images_in(s) for s in sched.phases] == [1000, 2000, 3000, 2000, 12_000]  # the open phase to 20k
+    cut = pg.ProgressiveScheduler(cfg.replace(total_kimg=4.0))  # ends inside the 8² stable phase
+    assert [cut.images_in(s) for s in cut.phases] == [1000, 2000, 1000, 0, 0]
+    assert sum(cut.images_in(s) for s in cut.phases) == cut.total_nimg
 
 
 def test_zero_length_phases_are_skipped():

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from run_helpers import FAST
 
 from progrow.adapters.progan import tensorboard_log
 from progrow.adapters.progan.plots import read_log
 from progrow.adapters.progan.train import main as train_main
 
-FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
 D_TERMS = ("real_loss", "fake_loss", "r1_penalty")  # the cpu-demo preset's logistic loss with R1
 TICK_TAGS = {
     "Loss/D": "d_loss",

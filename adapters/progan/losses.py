@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from torch import Tensor
 
@@ -12,9 +13,18 @@ from .presets import ProGANPreset
 
 __all__ = ["LOSSES", "DLoss", "GLoss", "losses_for"]
 
-# `d_loss(preset, critic, reals, fakes, regularize=…)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`;
-# `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips.
-DLoss = Callable[..., pg.LossOutput]
+
+class DLoss(Protocol):
+    """`d_loss(preset, critic, reals, fakes, regularize=…)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`.
+
+    `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips.
+    """
+
+    def __call__(
+        self, p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, /, *, regularize: bool = True
+    ) -> pg.LossOutput: ...
+
+
 # `g_loss(scores)`: the generator's loss from the critic's scores `[N, 1]` of its images.
 GLoss = Callable[[Tensor], pg.LossOutput]
 

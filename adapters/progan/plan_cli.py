@@ -149,8 +149,7 @@ def format_plan(plan: BatchPlan, measure: CountingMeasure, args: Any, seconds: f
     scheduler = pg.ProgressiveScheduler(plan.schedule)
     images = {r: 0 for r in plan.schedule.resolutions}
     for span in scheduler.phases:
-        end = scheduler.total_nimg if span.end_nimg is None else min(span.end_nimg, scheduler.total_nimg)
-        images[span.resolution] += max(0, end - span.start_nimg)
+        images[span.resolution] += scheduler.images_in(span)
     lines = [
         f"progrow plan: {plan.extra.get('preset')} at {args.precision}{', channels_last' if args.channels_last else ''}, "
         f"{plan.ranks} rank(s); budget {format_bytes(plan.budget_bytes)} per GPU ({plan.budget_bytes:,} bytes), usable "
