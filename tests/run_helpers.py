@@ -7,13 +7,15 @@ from typing import Any
 
 import torch
 
+import progrow as pg
+
 # cpu-demo in a few seconds: 64-image phases, a tick every 32 images, 256 synthetic images.
 FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
 
 
 def newest_checkpoint(out: Path) -> Path:
-    """The newest `checkpoint-*.pt` of a run's `--out` folder."""
-    found = sorted((out / "checkpoints").glob("checkpoint-*.pt"))
+    """The newest `checkpoint-*.pt` of a run's `--out` folder, whether it loads or not."""
+    found = pg.list_checkpoints(out / "checkpoints")
     assert found, f"no checkpoint in {out / 'checkpoints'}"
     return found[-1]
 
