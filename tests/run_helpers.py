@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,24 @@ import progrow as pg
 
 # cpu-demo in a few seconds: 64-image phases, a tick every 32 images, 256 synthetic images.
 FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032", "--data", "synthetic:0:256"]
+
+
+# A run compared bit for bit across processes runs on one CPU thread. On two threads about 2 new processes
+# in 100 compute their first step's discriminator forward differently in the last bits (the same reals,
+# weights and RNG state; also with oneDNN off; 0 in 108 on one thread), so an exact comparison across
+# processes on two threads would test torch's CPU kernels, not the resume.
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run this process's torch on one thread (as a subprocess started with `ONE_THREAD_ENV`), then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def newest_checkpoint(out: Path) -> Path:
