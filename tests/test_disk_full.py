@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from run_helpers import ONE_THREAD_ENV
 
 from progrow.adapters.progan.train import main as train_main
 from progrow.checkpoint import latest_checkpoint, load_checkpoint
@@ -33,9 +34,12 @@ _LIMITED = textwrap.dedent("""
 
 
 def _run_limited(*argv: str, limit: int = LIMIT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-c", _LIMITED.format(limit=limit), *argv], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-c", _LIMITED.format(limit=limit), *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ONE_THREAD_ENV,
     )
 
 
