@@ -20,12 +20,14 @@ FAST = ["--preset", "cpu-demo", "--phase-kimg", "0.064", "--tick-kimg", "0.032",
 # in 100 compute their first step's discriminator forward differently in the last bits (the same reals,
 # weights and RNG state; also with oneDNN off; 0 in 108 on one thread), so an exact comparison across
 # processes on two threads would test torch's CPU kernels, not the resume.
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def one_thread_env() -> dict[str, str]:
+    """This process's environment (as it is now) with torch's CPU threads set to one, for a subprocess."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run this process's torch on one thread (as a subprocess started with `ONE_THREAD_ENV`), then restore."""
+    """Run this process's torch on one thread (as a subprocess started with `one_thread_env()`), then restore."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from run_helpers import ONE_THREAD_ENV
+from run_helpers import one_thread_env
 
 from progrow.adapters.progan.train import main as train_main
 from progrow.checkpoint import latest_checkpoint, load_checkpoint
@@ -39,7 +39,7 @@ def _run_limited(*argv: str, limit: int = LIMIT) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
-        env=ONE_THREAD_ENV,
+        env=one_thread_env(),
     )
 
 

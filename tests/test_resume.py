@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from run_helpers import FAST, ONE_THREAD_ENV, final_checkpoint, newest_checkpoint, one_thread
+from run_helpers import FAST, final_checkpoint, newest_checkpoint, one_thread, one_thread_env
 
 from progrow.adapters.progan.train import main as train_main
 
@@ -38,7 +38,7 @@ def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(
 
     split, straight = tmp_path / "split", tmp_path / "straight"
     cmd = [sys.executable, "-m", "progrow.adapters.progan.train", *FAST, "--out", str(split), "--kimg", "50"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD_ENV)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=one_thread_env())
     log = split / "log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
@@ -49,7 +49,7 @@ def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(
     stopped = final_checkpoint(split)["scheduler"]["nimg"]
     assert "stopped by signal 15" in out and stopped >= 4 * 32
     target = f"{(stopped + 48) / 1000:.3f}"
-    with one_thread():  # as the subprocess (see run_helpers.ONE_THREAD_ENV)
+    with one_thread():  # as the subprocess (see run_helpers.one_thread_env)
         assert train_main([*FAST, "--out", str(split), "--kimg", target]) == 0
         assert train_main([*FAST, "--out", str(straight), "--kimg", target]) == 0
     _assert_same(final_checkpoint(straight), final_checkpoint(split))
@@ -63,7 +63,7 @@ def test_unknown_stop_signal_is_a_usage_error(tmp_path, capsys):
 def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp_path):
     """SIGKILL (no chance to clean up) after 2, 5 and 7 ticks: inside the 4² stable phase, inside the fade
     into 8² and just after the stage change; each time the same command line resumes. Every process runs on
-    one thread (see run_helpers.ONE_THREAD_ENV)."""
+    one thread (see run_helpers.one_thread_env)."""
     import signal
     import subprocess
     import sys
@@ -74,13 +74,13 @@ def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp
     cmd = [sys.executable, "-m", "progrow.adapters.progan.train", *args, "--out", str(killed)]
     log = killed / "log.jsonl"
     for ticks in (2, 5, 7):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ONE_THREAD_ENV)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=one_thread_env())
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and (not log.exists() or len(log.read_text().splitlines()) < ticks):
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ONE_THREAD_ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=one_thread_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     with one_thread():
         assert train_main([*args, "--out", str(straight)]) == 0

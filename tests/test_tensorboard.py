@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from run_helpers import FAST
+from run_helpers import FAST, one_thread_env
 
 from progrow.adapters.progan import tensorboard_log
 from progrow.adapters.progan.plots import read_log
@@ -116,7 +115,7 @@ def test_kill_9_twice_then_resume_leaves_each_tag_one_event_per_logged_tick(tmp_
     # Checkpoints at the stage ends only: 0.128 kimg (tick 4) and 0.384 kimg (tick 12).
     args = [*FAST, "--phase-kimg", "0.128", "--kimg", "0.448", "--checkpoint-ticks", "100", "--out", str(out)]
     cmd = [sys.executable, "-m", "progrow.adapters.progan.train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = one_thread_env()
     log = out / "log.jsonl"
     for lines in (6, 7):  # each time: ticks logged past the 0.128 checkpoint, none at the next one
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -214,7 +213,7 @@ def test_an_event_file_past_the_file_size_limit_is_one_error_naming_it_and_the_r
     shutil.copytree(tmp_path / "cache" / "dataset", out / "dataset")  # the cache is larger than the limit
     # ~3 kB of events per tick; no checkpoint before 1 kimg
     argv = ["train", *FAST, "--data", str(out / "dataset"), "--phase-kimg", "1", "--kimg", "0.5", "--checkpoint-ticks", "100"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = one_thread_env()
     proc = subprocess.run(
         [sys.executable, "-c", _LIMITED, *argv, "--out", str(out)], capture_output=True, text=True, timeout=300, env=env
     )
@@ -247,7 +246,7 @@ _WITHOUT_TENSORBOARD = textwrap.dedent("""
 def test_without_the_tensorboard_package_a_run_succeeds_with_one_notice(tmp_path):
     out = tmp_path / "run"
     argv = ["train", *FAST, "--out", str(out), "--kimg", "0.128"]  # four ticks
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = one_thread_env()
     proc = subprocess.run(
         [sys.executable, "-c", _WITHOUT_TENSORBOARD, *argv], capture_output=True, text=True, timeout=300, env=env
     )

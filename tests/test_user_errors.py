@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from run_helpers import one_thread_env
 
 from progrow.adapters.cli import main as progrow_main
 from progrow.adapters.progan import dataset as progan_dataset
@@ -180,7 +181,7 @@ def test_sigterm_during_a_cache_build_removes_its_temporary(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env=one_thread_env(),
     )
     deadline = time.time() + 60
     while time.time() < deadline and not any(
@@ -271,7 +272,7 @@ def test_metrics_shows_torch_fidelity_progress_on_a_terminal(runs, tmp_path, cap
 
 
 def test_python_m_progrow_and_version(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = one_thread_env()
     version = subprocess.run([sys.executable, "-m", "progrow", "--version"], capture_output=True, text=True, env=env)
     import progrow
 
