@@ -126,9 +126,13 @@ class ProGANTrainer(Trainer):
         return self.run.scheduler.nimg / 1000
 
     def step(self) -> None:
+        from progrow.adapters.progan.warm_stage import begins_fade, warm_start_stage
+
         state = self.run.scheduler.state
         self.T.train_step(self.run, state)
-        self.run.scheduler.advance(state.batch_size)
+        new = self.run.scheduler.advance(state.batch_size)
+        if self.run.opts.preset.warm_start != "off" and begins_fade(state, new):
+            warm_start_stage(self.run, new)  # as the training script does
 
     def sample(self, z: Tensor, state: Any = None) -> Tensor:
         G = self.run.ema.module

@@ -59,6 +59,7 @@ from progrow.protocol import (
 )
 from progrow.scheduler import Listener, PhaseSpan, ProgressiveScheduler
 from progrow.state import GrowthState, Phase
+from progrow.warm import WarmStart, new_parameters, warm_start
 
 __all__ = [
     # protocol
@@ -143,6 +144,9 @@ __all__ = [
     "parse_bytes",
     # training helpers
     "EMA",
+    "warm_start",
+    "WarmStart",
+    "new_parameters",
     "set_lr",
     "reset_optimizer",
     "__version__",

@@ -99,6 +99,8 @@ TABLE: dict[tuple[str, str], list[Case]] = {
             "out": [(_opt("--out", "{text}"), "--out"), (_opt("--out", "{text}/run"), "--out")],
             "kimg": [(_opt("--kimg", "-1"), "--kimg"), (_opt("--kimg", "lots"), "--kimg")],
             "phase_kimg": [(_opt("--phase-kimg", "0"), "--phase-kimg")],
+            "warm_start": [(_opt("--warm-start", "discriminator"), "--warm-start")],
+            "warm_start_steps": [(_opt("--warm-start-steps", "0"), "--warm-start-steps")],
             "resume": [
                 (_opt("--resume", "{missing}"), "--resume"),
                 (_opt("--resume", "{text}"), "--resume"),

@@ -127,6 +127,19 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         action="store_true",
         help="train at the final resolution from the start (the paper's non-progressive baseline)",
     )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        choices=["off", "generator", "both"],
+        help="before each fade, fit the new stage's layers to the previous stage (progrow.warm_start): G's new "
+        "block + toRGB ('generator'), and D's new block + fromRGB too ('both') (default: the preset's; off in every preset)",
+    )
+    p.add_argument(
+        "--warm-start-steps",
+        type=int,
+        default=None,
+        help="Adam steps of each warm-start fit, at most as many as the fade has minibatches (default: the preset's, 200)",
+    )
     p.add_argument("--checkpoint-ticks", type=int, default=None, help="a checkpoint every N ticks (default: the preset's)")
     p.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept on disk (default: the preset's)")
     p.add_argument(
@@ -227,8 +240,9 @@ class Options:
         preset["schedule"].pop("total_kimg")
         for bookkeeping in ("tick_kimg", "checkpoint_ticks", "keep_checkpoints", "grid_size"):
             preset.pop(bookkeeping)
-        for later, default in (("g_padding", "zeros"), ("r1_interval", 1)):  # later fields: at their defaults,
-            if preset[later] == default:  # checkpoints made before them still match
+        # Fields added later: at their defaults, checkpoints made before them still match.
+        for later, default in (("g_padding", "zeros"), ("r1_interval", 1), ("warm_start", "off"), ("warm_start_steps", 200)):
+            if preset[later] == default:
                 preset.pop(later)
         return {"preset": preset, "cond": self.cond, "no_growing": self.no_growing}
 
@@ -294,6 +308,11 @@ def _preset(args: argparse.Namespace, dist: DistInfo) -> ProGANPreset:
         if value is not None:
             _in_range(name.replace("_", "-"), value, 1)
             changes[name] = value
+    if args.warm_start is not None:
+        changes["warm_start"] = args.warm_start
+    if args.warm_start_steps is not None:
+        _in_range("warm-start-steps", args.warm_start_steps, 1)
+        changes["warm_start_steps"] = args.warm_start_steps
     if args.tick_kimg is not None:
         _positive("tick-kimg", args.tick_kimg)
         changes["tick_kimg"] = {r: args.tick_kimg for r in schedule.resolutions}

@@ -12,6 +12,7 @@ from progrow.layers import PaddingMode
 __all__ = ["ProGANPreset", "PRESETS", "get_preset"]
 
 LossName = Literal["wgan-gp", "lsgan", "logistic"]
+WarmStartSides = Literal["off", "generator", "both"]
 
 # The official code's tick lengths (kimg between progress reports / grids) per resolution.
 _OFFICIAL_TICKS = {4: 160, 8: 140, 16: 120, 32: 100, 64: 80, 128: 60, 256: 40, 512: 30, 1024: 20}
@@ -42,10 +43,19 @@ class ProGANPreset:
     checkpoint_ticks: int = 10  # a checkpoint every N ticks (and at every stage end)
     keep_checkpoints: int = 5  # checkpoints kept on disk
     grid_size: int = 16  # images in the sample grid
+    # Fit each stage's new layers to the previous stage before its fade (progrow.warm_start): "off" (the paper),
+    # "generator" (G's new block + toRGB, copied into G_ema) or "both" (also D's new block + fromRGB).
+    warm_start: WarmStartSides = "off"
+    warm_start_steps: int = 200  # Adam steps of each fit (at most as many as the fade has minibatches)
 
     def __post_init__(self) -> None:
         if isinstance(self.r1_interval, bool) or not isinstance(self.r1_interval, int) or self.r1_interval < 1:
             raise ValueError(f"preset {self.name!r}: r1_interval expected an int ≥ 1, got {self.r1_interval!r}")
+        if self.warm_start not in ("off", "generator", "both"):
+            raise ValueError(f"preset {self.name!r}: warm_start expected 'off', 'generator' or 'both', got {self.warm_start!r}")
+        steps = self.warm_start_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"preset {self.name!r}: warm_start_steps expected an int ≥ 1, got {steps!r}")
 
     def tick_kimg_at(self, resolution: int) -> float:
         """Kimg between two ticks at `resolution`."""

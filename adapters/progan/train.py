@@ -39,6 +39,7 @@ from .run import Run, build_run, class_count, make_adam
 from .rundir import remove_empty_tree
 from .signals import StopSignals
 from .step import train_step
+from .warm_stage import begins_fade, warm_start_stage
 
 # The pieces the script is made of, for programs that drive a run themselves (benchmarks, tests).
 __all__ = [
@@ -78,6 +79,8 @@ def train(opts: Options, dataset: MultiResDataset, resume: Resume | None) -> Run
                 rollback(run)  # to the newest good checkpoint, with other latents
                 report.restart()
                 continue
+            if opts.preset.warm_start != "off" and begins_fade(state, new):
+                warm_start_stage(run, new)  # before the stage-end checkpoint, which then holds the fitted layers
             report.after_step(state, new, stats)  # at a tick: log, grid, metrics, plots, checkpoint
             signum = any_rank(stop.received or 0, opts.dist, opts.device)  # every rank stops at the same step
             if signum:
