@@ -1,4 +1,4 @@
-"""The warm start of a stage's new layers when its fade begins (`--warm-start-steps`, progrow.warm_start)."""
+"""The warm start of a stage's new layers when its fade begins (`--warm-start`, progrow.warm_start)."""
 
 from __future__ import annotations
 
