@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from progrow.blend import downsample2x
+from progrow.blend import downsample2x, upsample2x
 from progrow.ema import EMA
 from progrow.progressive import ProgressiveDiscriminator, ProgressiveGenerator
 from progrow.state import GrowthState
@@ -98,12 +98,13 @@ def warm_start(
     params = [module.get_parameter(n) for n in names]
     opt = torch.optim.Adam(params, lr=lr, betas=betas)
     loss_fn = _generator_fit if isinstance(module, ProgressiveGenerator) else _discriminator_fit
-    with torch.no_grad():
-        before = float(loss_fn(module, resolution, first))
+    before: float | None = None
     steps = 0
     with _trainable(params):
         for batch in _chain(first, iterator):
             loss = loss_fn(module, resolution, batch)
+            if before is None:  # the first batch with the initial weights
+                before = float(loss.detach())
             grads = torch.autograd.grad(loss, params)
             for p, g in zip(params, grads, strict=True):
                 p.grad = g
@@ -116,14 +117,19 @@ def warm_start(
         if ema is not None:
             for n, p in zip(names, params, strict=True):
                 ema.module.get_parameter(n).copy_(p)
+    assert before is not None  # the first batch was trained on
     return WarmStart(module.side, resolution, tuple(names), steps, before, after)  # type: ignore[arg-type]
 
 
 def _generator_fit(G: nn.Module, resolution: int, batch: Batch) -> Tensor:
-    """MSE of the new path's image `G(z, alpha=1)` to the previous stage's `G(z, alpha=0)`."""
+    """MSE of the new path's image `G(z, alpha=1)` to the previous stage's `G(z, alpha=0)`.
+
+    `G(z, alpha=0)` is the previous stage's image upsampled, bit for bit (`fade` at alpha 0 returns its
+    old image), so the target is computed at `resolution // 2` without running the new block.
+    """
     z, kwargs = _unpack(batch)
     with torch.no_grad():
-        target = G(z, GrowthState(resolution, alpha=0.0), **kwargs)
+        target = upsample2x(G(z, GrowthState(resolution // 2), **kwargs))
     return F.mse_loss(G(z, GrowthState(resolution), **kwargs).float(), target.float())
 
 
