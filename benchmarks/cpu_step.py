@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     images = stage_images()
     if not args.quick:
         total = {n: sum(images[k] / img_s[n][k] for k in images) for n in names}
-        print("\ncpu-demo's training steps (140k images, weighted by its phase lengths), seconds at these rates:")
+        kimg = sum(images.values()) / 1000
+        print(f"\ncpu-demo's training steps ({kimg:g}k images, weighted by its phase lengths), seconds at these rates:")
         for n in names:
             print(f"  {n:<14} {total[n]:7.0f} s   {total['baseline'] / total[n]:.2f}× the baseline")
     print("\nTargets:")
