@@ -200,3 +200,57 @@ def test_data_workers_read_the_same_batches_and_resume_bit_for_bit(tmp_path):
     assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.096", "--data-workers", "2"]) == 0
     assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.16", "--data-workers", "2"]) == 0
     _assert_same(final_checkpoint(inline), final_checkpoint(threaded))
+
+
+def _short_demo(monkeypatch, *, final_stable: float, stable_8: float = 0.032) -> None:
+    """`cpu-demo` with phases of 32 images (192 before the open 32² stable phase) and the given stable lengths."""
+    from dataclasses import replace
+
+    from progrow.adapters.progan import presets
+
+    demo = presets.get_preset("cpu-demo")
+    schedule = demo.schedule.replace(
+        fade_kimg=0.032,
+        fade_kimg_per_res={},
+        stable_kimg=0.032,
+        stable_kimg_per_res={8: stable_8, 32: final_stable},
+    )
+    monkeypatch.setitem(presets.PRESETS, "cpu-demo", lambda: replace(demo, schedule=schedule))
+
+
+def test_a_finished_run_continues_when_the_presets_final_stable_phase_gets_longer(tmp_path, monkeypatch, capsys):
+    """The final stable phase is open (it only says where a run ends, like --kimg): changing it keeps resume."""
+    argv = ["--preset", "cpu-demo", "--data", "synthetic:0:256", "--tick-kimg", "0.032"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    _short_demo(monkeypatch, final_stable=0.064)
+    assert train_main([*argv, "--out", str(split)]) == 0  # ends at 0.256 kimg, the end of its schedule
+    assert final_checkpoint(split)["scheduler"]["nimg"] == 256
+    _short_demo(monkeypatch, final_stable=0.128)
+    assert train_main([*argv, "--out", str(split)]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert train_main([*argv, "--out", str(straight)]) == 0
+    a, b = final_checkpoint(straight), final_checkpoint(split)
+    assert a["scheduler"]["nimg"] == 320
+    _assert_same(a, b)
+
+    # A stable phase the run has trained through is still part of its identity, per resolution.
+    _short_demo(monkeypatch, final_stable=0.128, stable_8=0.064)
+    assert train_main([*argv, "--out", str(split), "--kimg", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "differing keys: preset.schedule.stable_kimg_per_res.8." in err and "Traceback" not in err
+
+
+def test_a_changed_default_stable_length_is_refused_where_it_reaches_a_resolution(tmp_path, monkeypatch, capsys):
+    """`stable_kimg` is the length of every resolution without an override: the refusal names those resolutions."""
+    from dataclasses import replace
+
+    from progrow.adapters.progan import presets
+
+    argv = ["--preset", "cpu-demo", "--data", "synthetic:0:256", "--tick-kimg", "0.032", "--out", str(tmp_path / "run")]
+    _short_demo(monkeypatch, final_stable=0.064)
+    assert train_main([*argv, "--kimg", "0.064"]) == 0
+    short = presets.get_preset("cpu-demo")
+    monkeypatch.setitem(presets.PRESETS, "cpu-demo", lambda: replace(short, schedule=short.schedule.replace(stable_kimg=0.064)))
+    assert train_main([*argv, "--kimg", "0.128"]) == 2
+    err = capsys.readouterr().err
+    assert "differing keys: preset.schedule.stable_kimg_per_res.16, preset.schedule.stable_kimg_per_res.4." in err

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from progrow import ScheduleConfig
 from progrow.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -67,7 +68,7 @@ def check_resumable(payload: dict[str, Any], opts: Options, path: Path) -> None:
         raise UsageError(
             f"--resume: {path} is not a ProGAN training checkpoint (format {payload.get('format')!r}, expected {FORMAT!r})"
         )
-    diffs = sorted(_differences(payload.get("identity", {}), opts.identity()))
+    diffs = sorted(_differences(_comparable(payload.get("identity", {})), _comparable(opts.identity())))
     if diffs:
         raise UsageError(
             f"--resume: {path} was made with a different configuration; differing keys: {', '.join(diffs)}. "
@@ -79,6 +80,26 @@ def check_resumable(payload: dict[str, Any], opts: Options, path: Path) -> None:
             f"--data: {path} was trained on {describe_source(saved_data)}, but --data {opts.data} is "
             f"{opts.source.description}; resume with the same data, or start a new run with another --out"
         )
+
+
+def _comparable(identity: Any) -> Any:
+    """`identity` without the length of the final resolution's stable phase, which only decides where a run ends.
+
+    The last stable phase is open (it lasts until `--kimg`, which is not part of the identity either), so a
+    preset whose final stable phase got longer or shorter trains the same run up to its new end. The other
+    resolutions' stable lengths are written out per resolution (`stable_kimg_per_res.16`), whether they come
+    from `stable_kimg` or an override, so a change of `stable_kimg` that reaches them is still refused.
+    An identity this cannot read is compared as it is.
+    """
+    try:
+        preset = identity["preset"]
+        fields = {k: v for k, v in preset["schedule"].items() if k != "total_kimg"}
+        schedule = ScheduleConfig.from_dict(fields)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return identity
+    fields.pop("stable_kimg", None)
+    fields["stable_kimg_per_res"] = {str(r): schedule.stable_kimg_at(r) for r in schedule.resolutions[:-1]}
+    return {**identity, "preset": {**preset, "schedule": fields}}
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
