@@ -222,13 +222,14 @@ def test_a_finished_run_continues_when_the_presets_final_stable_phase_gets_longe
     """The final stable phase is open (it only says where a run ends, like --kimg): changing it keeps resume."""
     argv = ["--preset", "cpu-demo", "--data", "synthetic:0:256", "--tick-kimg", "0.032"]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    _short_demo(monkeypatch, final_stable=0.064)
-    assert train_main([*argv, "--out", str(split)]) == 0  # ends at 0.256 kimg, the end of its schedule
-    assert final_checkpoint(split)["scheduler"]["nimg"] == 256
-    _short_demo(monkeypatch, final_stable=0.128)
-    assert train_main([*argv, "--out", str(split)]) == 0
-    assert "resumed from" in capsys.readouterr().out
-    assert train_main([*argv, "--out", str(straight)]) == 0
+    with one_thread():  # compared bit for bit: see run_helpers
+        _short_demo(monkeypatch, final_stable=0.064)
+        assert train_main([*argv, "--out", str(split)]) == 0  # ends at 0.256 kimg, the end of its schedule
+        assert final_checkpoint(split)["scheduler"]["nimg"] == 256
+        _short_demo(monkeypatch, final_stable=0.128)
+        assert train_main([*argv, "--out", str(split)]) == 0
+        assert "resumed from" in capsys.readouterr().out
+        assert train_main([*argv, "--out", str(straight)]) == 0
     a, b = final_checkpoint(straight), final_checkpoint(split)
     assert a["scheduler"]["nimg"] == 320
     _assert_same(a, b)
