@@ -93,7 +93,7 @@ def _comparable(identity: Any) -> Any:
     """
     try:
         preset = identity["preset"]
-        fields = {k: v for k, v in preset["schedule"].items() if k != "total_kimg"}
+        fields = dict(preset["schedule"])  # `Options.identity` has already left out total_kimg
         schedule = ScheduleConfig.from_dict(fields)
     except (KeyError, TypeError, ValueError, AttributeError):
         return identity
