@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from run_helpers import FAST, final_checkpoint, newest_checkpoint, one_thread, one_thread_env
 
+from progrow.adapters.progan import presets
 from progrow.adapters.progan.train import main as train_main
 
 
@@ -202,17 +205,13 @@ def test_data_workers_read_the_same_batches_and_resume_bit_for_bit(tmp_path):
     _assert_same(final_checkpoint(inline), final_checkpoint(threaded))
 
 
-def _short_demo(monkeypatch, *, final_stable: float, stable_8: float = 0.032) -> None:
-    """`cpu-demo` with phases of 32 images (192 before the open 32² stable phase) and the given stable lengths."""
-    from dataclasses import replace
-
-    from progrow.adapters.progan import presets
-
+def _short_demo(monkeypatch, *, final_stable: float, stable_8: float = 0.032, stable_kimg: float = 0.032) -> None:
+    """`cpu-demo` with fades of 32 images, the given stable lengths (8² and 32² overridden), and no other change."""
     demo = presets.get_preset("cpu-demo")
     schedule = demo.schedule.replace(
         fade_kimg=0.032,
         fade_kimg_per_res={},
-        stable_kimg=0.032,
+        stable_kimg=stable_kimg,
         stable_kimg_per_res={8: stable_8, 32: final_stable},
     )
     monkeypatch.setitem(presets.PRESETS, "cpu-demo", lambda: replace(demo, schedule=schedule))
@@ -243,15 +242,10 @@ def test_a_finished_run_continues_when_the_presets_final_stable_phase_gets_longe
 
 def test_a_changed_default_stable_length_is_refused_where_it_reaches_a_resolution(tmp_path, monkeypatch, capsys):
     """`stable_kimg` is the length of every resolution without an override: the refusal names those resolutions."""
-    from dataclasses import replace
-
-    from progrow.adapters.progan import presets
-
     argv = ["--preset", "cpu-demo", "--data", "synthetic:0:256", "--tick-kimg", "0.032", "--out", str(tmp_path / "run")]
     _short_demo(monkeypatch, final_stable=0.064)
     assert train_main([*argv, "--kimg", "0.064"]) == 0
-    short = presets.get_preset("cpu-demo")
-    monkeypatch.setitem(presets.PRESETS, "cpu-demo", lambda: replace(short, schedule=short.schedule.replace(stable_kimg=0.064)))
+    _short_demo(monkeypatch, final_stable=0.064, stable_kimg=0.064)  # reaches 4² and 16², which have no override
     assert train_main([*argv, "--kimg", "0.128"]) == 2
     err = capsys.readouterr().err
     assert "differing keys: preset.schedule.stable_kimg_per_res.16, preset.schedule.stable_kimg_per_res.4." in err
