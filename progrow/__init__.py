@@ -8,6 +8,7 @@ the Laplacian pyramid, InceptionV3 weight files) and `progrow.memory` (the plann
 """
 
 from progrow._version import __version__
+from progrow.anchor import AnchorLevels, StageAnchor
 from progrow.binding import bind
 from progrow.blend import downsample2x, fade, fade_reals, resize_to, upsample2x
 from progrow.checkpoint import (
@@ -146,6 +147,8 @@ __all__ = [
     "EMA",
     "warm_start",
     "WarmStart",
+    "StageAnchor",
+    "AnchorLevels",
     "new_parameters",
     "set_lr",
     "reset_optimizer",

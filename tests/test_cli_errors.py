@@ -101,6 +101,12 @@ TABLE: dict[tuple[str, str], list[Case]] = {
             "phase_kimg": [(_opt("--phase-kimg", "0"), "--phase-kimg")],
             "warm_start": [(_opt("--warm-start", "discriminator"), "--warm-start")],
             "warm_start_steps": [(_opt("--warm-start-steps", "0"), "--warm-start-steps")],
+            "stage_anchor": [
+                (_opt("--stage-anchor", "-1"), "--stage-anchor"),
+                (_opt("--stage-anchor", "nan"), "--stage-anchor"),
+                (_opt("--stage-anchor", "strong"), "--stage-anchor"),
+            ],
+            "stage_anchor_levels": [(_opt("--stage-anchor-levels", "some"), "--stage-anchor-levels")],
             "resume": [
                 (_opt("--resume", "{missing}"), "--resume"),
                 (_opt("--resume", "{text}"), "--resume"),

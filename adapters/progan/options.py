@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -140,6 +141,21 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         default=None,
         help="Adam steps of each warm-start fit, at most as many as the fade has minibatches (default: the preset's, 200)",
     )
+    p.add_argument(
+        "--stage-anchor",
+        type=float,
+        default=None,
+        metavar="WEIGHT",
+        help="hold each stage's image, box-filtered to the previous resolution, to the previous stage's G_ema for the "
+        "same latent (progrow.StageAnchor): WEIGHT × the MSE, added to G's loss; 0 = off, the paper "
+        "(default: the preset's)",
+    )
+    p.add_argument(
+        "--stage-anchor-levels",
+        default=None,
+        choices=["previous", "all"],
+        help="the anchor's MSE at the previous resolution only, or summed over every coarser one (default: the preset's)",
+    )
     p.add_argument("--checkpoint-ticks", type=int, default=None, help="a checkpoint every N ticks (default: the preset's)")
     p.add_argument("--keep-checkpoints", type=int, default=None, help="checkpoints kept on disk (default: the preset's)")
     p.add_argument(
@@ -241,7 +257,15 @@ class Options:
         for bookkeeping in ("tick_kimg", "checkpoint_ticks", "keep_checkpoints", "grid_size"):
             preset.pop(bookkeeping)
         # Fields added later: at their defaults, checkpoints made before them still match.
-        for later, default in (("g_padding", "zeros"), ("r1_interval", 1), ("warm_start", "off"), ("warm_start_steps", 200)):
+        later_fields = (
+            ("g_padding", "zeros"),
+            ("r1_interval", 1),
+            ("warm_start", "off"),
+            ("warm_start_steps", 200),
+            ("stage_anchor", 0.0),
+            ("stage_anchor_levels", "previous"),
+        )
+        for later, default in later_fields:
             if preset[later] == default:
                 preset.pop(later)
         return {"preset": preset, "cond": self.cond, "no_growing": self.no_growing}
@@ -313,6 +337,12 @@ def _preset(args: argparse.Namespace, dist: DistInfo) -> ProGANPreset:
     if args.warm_start_steps is not None:
         _in_range("warm-start-steps", args.warm_start_steps, 1)
         changes["warm_start_steps"] = args.warm_start_steps
+    if args.stage_anchor is not None:
+        if not math.isfinite(args.stage_anchor) or args.stage_anchor < 0:
+            raise UsageError(f"--stage-anchor: expected a finite number ≥ 0, got {args.stage_anchor}")
+        changes["stage_anchor"] = args.stage_anchor
+    if args.stage_anchor_levels is not None:
+        changes["stage_anchor_levels"] = args.stage_anchor_levels
     if args.tick_kimg is not None:
         _positive("tick-kimg", args.tick_kimg)
         changes["tick_kimg"] = {r: args.tick_kimg for r in schedule.resolutions}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -40,7 +41,7 @@ from .distributed import DistInfo, gather_objects
 from .losses import losses_for
 from .options import DEFAULT_MAX_BATCH, Options, Precision, UsageError
 from .presets import ProGANPreset
-from .run import Run, build_models
+from .run import Run, build_models, make_anchor
 from .step import train_step
 
 __all__ = ["PlanningRun", "plan_preset", "planning_options", "plan_for_run", "with_recorded_plan"]
@@ -89,6 +90,7 @@ class PlanningRun:
             G,
             D,
         )
+        self.run.anchor = make_anchor(single)  # its copy of G_ema is taken in the uncounted step of each resolution
         if num_classes:
             with self.fake_mode if self.fake_mode is not None else contextlib.nullcontext():
                 self.run.label_pool = torch.arange(num_classes, device=single.device)
@@ -99,7 +101,8 @@ class PlanningRun:
         Always a step with the loss's regularizer (a lazy R1 runs it on step 0), whose memory peak is the larger.
         """
         fading = resolution != self.start_resolution
-        state = pg.GrowthState(resolution, alpha=0.5 if fading else 1.0, batch_size=batch_size)
+        stage = int(math.log2(resolution // self.start_resolution))  # a stage past the first has the anchor's term
+        state = pg.GrowthState(resolution, alpha=0.5 if fading else 1.0, stage=stage, batch_size=batch_size)
         for module in (self.run.G, self.run.D, self.run.ema.module):
             module.set_state(state)
         self.run.d_steps = 0  # a step with R1 even under a lazy `r1_interval`: the one with the larger peak

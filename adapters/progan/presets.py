@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from progrow import ScheduleConfig
+from progrow.anchor import AnchorLevels
 from progrow.layers import PaddingMode
 
 __all__ = ["ProGANPreset", "PRESETS", "get_preset"]
@@ -47,6 +48,10 @@ class ProGANPreset:
     # "generator" (G's new block + toRGB, copied into G_ema) or "both" (also D's new block + fromRGB).
     warm_start: WarmStartSides = "off"
     warm_start_steps: int = 200  # Adam steps of each fit (at most as many as the fade has minibatches)
+    # Hold each stage's image, box-filtered to the previous resolution, to the previous stage's G_ema for the
+    # same latent (progrow.StageAnchor): this weight × the MSE, added to G's loss. 0 = off (the paper).
+    stage_anchor: float = 0.0
+    stage_anchor_levels: AnchorLevels = "previous"  # the MSE at R/2 only, or summed over every coarser level ("all")
 
     def __post_init__(self) -> None:
         if isinstance(self.r1_interval, bool) or not isinstance(self.r1_interval, int) or self.r1_interval < 1:
@@ -56,6 +61,13 @@ class ProGANPreset:
         steps = self.warm_start_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"preset {self.name!r}: warm_start_steps expected an int ≥ 1, got {steps!r}")
+        anchor = self.stage_anchor
+        if isinstance(anchor, bool) or not isinstance(anchor, (int, float)) or not 0 <= anchor < float("inf"):
+            raise ValueError(f"preset {self.name!r}: stage_anchor expected a finite number ≥ 0, got {anchor!r}")
+        if self.stage_anchor_levels not in ("previous", "all"):
+            raise ValueError(
+                f"preset {self.name!r}: stage_anchor_levels expected 'previous' or 'all', got {self.stage_anchor_levels!r}"
+            )
 
     def tick_kimg_at(self, resolution: int) -> float:
         """Kimg between two ticks at `resolution`."""
@@ -113,6 +125,7 @@ def _cpu_demo() -> ProGANPreset:
         g_padding="reflect",
         adam_betas=(0.5, 0.99),
         ema_beta=0.99,
+        stage_anchor=16.0,
         tick_kimg={4: 8.0, 8: 8.0, 16: 8.0, 32: 4.0},
         checkpoint_ticks=4,
         grid_size=16,

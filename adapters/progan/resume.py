@@ -146,6 +146,7 @@ def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
         "scaler": run.scaler.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "sampler": run.sampler.state_dict(),
+        "anchor": None if run.anchor is None else run.anchor.state_dict(),  # the previous stage's G_ema (--stage-anchor)
         "rng": rng,  # one entry per rank
         "progress": {
             "tick": run.tick,
@@ -168,6 +169,8 @@ def restore(run: Run, payload: dict[str, Any]) -> None:
     run.scaler.load_state_dict(payload["scaler"])
     run.scheduler.load_state_dict(payload["scheduler"], strict=False)  # check_resumable compared all but --kimg
     run.sampler.load_state_dict(payload["sampler"])
+    if run.anchor is not None and payload.get("anchor") is not None:  # the identity says both runs anchor alike
+        run.anchor.load_state_dict(payload["anchor"])
     progress = payload["progress"]
     run.tick, run.next_tick_nimg, run.skipped_steps = progress["tick"], progress["next_tick_nimg"], progress["skipped_steps"]
     run.d_steps = int(progress.get("d_steps", 0))  # checkpoints made before lazy R1 lack it (their interval is 1)

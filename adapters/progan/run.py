@@ -20,7 +20,7 @@ from .losses import DLoss, GLoss, losses_for
 from .networks import ProGANDiscriminator, ProGANGenerator
 from .options import Options
 
-__all__ = ["Run", "build_run", "build_models", "make_adam", "batch_size", "seed_latents"]
+__all__ = ["Run", "build_run", "build_models", "make_anchor", "make_adam", "batch_size", "seed_latents"]
 
 # Every random stream of a run derives from --seed s: the initial weights (torch.manual_seed(s), the same on
 # every rank), the data order and flips (ImageSampler(seed=s)), the grid latents (a generator seeded s), and
@@ -58,6 +58,7 @@ class Run:
     rollbacks: int = 0  # rollbacks to the last good checkpoint in this process
     d_steps: int = 0  # discriminator steps taken (a lazy R1 runs when this is a multiple of `r1_interval`)
     d_terms: dict[str, Tensor] = field(default_factory=dict)  # the D loss's latest terms (a skipped R1 keeps its last)
+    anchor: pg.StageAnchor | None = None  # --stage-anchor: the previous stage's G_ema and G's anchor term
 
 
 def class_count(opts: Options, dataset: MultiResDataset) -> int:
@@ -86,9 +87,18 @@ def build_run(opts: Options, dataset: MultiResDataset) -> Run:
     run = Run(opts, G, D, ema, opt_g, opt_d, scaler, scheduler, sampler, num_classes, losses, G_forward, D)
     if num_classes:
         run.label_pool = torch.as_tensor(dataset.labels, dtype=torch.long)
+    run.anchor = make_anchor(opts)
     # Wrappers follow the scheduler's state; optimizers get its learning rate and its reset policy.
     pg.bind(scheduler, G, D, ema.module, opt_g, opt_d)
     return run
+
+
+def make_anchor(opts: Options) -> pg.StageAnchor | None:
+    """The preset's `StageAnchor` (None when `stage_anchor` is 0, as in the paper's presets)."""
+    p = opts.preset
+    if p.stage_anchor == 0:
+        return None
+    return pg.StageAnchor(weight=p.stage_anchor, levels=p.stage_anchor_levels, start_resolution=p.schedule.start_resolution)
 
 
 def build_models(

@@ -43,7 +43,7 @@ def update(run: Run, state: pg.GrowthState, reals: Tensor, real_labels: Tensor |
     with _autocast(opts):
         labels = _fake_labels(run, n)
         with torch.no_grad():
-            fakes = _generate(run, n, labels)
+            _, fakes = _generate(run, n, labels)
         regularize = run.d_steps % opts.preset.r1_interval == 0
         d_out = d_loss_fn(opts.preset, lambda x: D(x)[:, :1], reals, fakes, regularize=regularize)
         d_loss = d_out.loss
@@ -57,9 +57,13 @@ def update(run: Run, state: pg.GrowthState, reals: Tensor, real_labels: Tensor |
     run.D.requires_grad_(False)
     with _autocast(opts):
         labels = _fake_labels(run, n)
-        scores = D(_generate(run, n, labels))
+        z, fakes = _generate(run, n, labels)
+        scores = D(fakes)
         g_out = g_loss_fn(scores[:, :1])
         g_loss = g_out.loss
+        if run.anchor is not None:  # held to the previous stage's G_ema (--stage-anchor)
+            kwargs = {} if labels is None else {"labels": labels}
+            g_loss = g_loss + run.anchor(fakes, z, state, source=run.ema.module, **kwargs)
         if run.num_classes:
             g_loss = g_loss + _class_loss(scores, labels)
     g_ok = _optimizer_step(run, g_loss, list(run.G.parameters()), run.opt_g)
@@ -86,10 +90,10 @@ def _fake_labels(run: Run, n: int) -> Tensor | None:
     return run.label_pool[torch.randint(len(run.label_pool), (n,))].to(run.opts.device)
 
 
-def _generate(run: Run, n: int, labels: Tensor | None) -> Tensor:
-    """`n` fakes `[n, C, R, R]` from fresh latents."""
+def _generate(run: Run, n: int, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Fresh latents `[n, latent]` and their fakes `[n, C, R, R]`."""
     z = torch.randn(n, run.opts.preset.latent_dim, device=run.opts.device)
-    return run.G_forward(z) if labels is None else run.G_forward(z, labels=labels)
+    return z, run.G_forward(z) if labels is None else run.G_forward(z, labels=labels)
 
 
 def _class_loss(scores: Tensor, labels: Tensor | None) -> Tensor:
