@@ -165,7 +165,7 @@ def test_training_script_resumed_mid_stage_equals_an_uninterrupted_run(tmp_path)
 
 def test_training_script_anchor_changes_only_the_generator_from_the_second_stage(tmp_path) -> None:
     plain, anchored = tmp_path / "plain", tmp_path / "anchored"
-    assert train_main([*_FAST, "--out", str(plain), "--kimg", "0.128"]) == 0
+    assert train_main([*_FAST, "--out", str(plain), "--kimg", "0.128", "--stage-anchor", "0"]) == 0
     assert train_main([*_FAST, "--out", str(anchored), "--kimg", "0.128", "--stage-anchor", "4"]) == 0
     a, b = final_checkpoint(plain), final_checkpoint(anchored)
     assert a["anchor"] is None and b["anchor"]["stage"] == 1
@@ -182,6 +182,7 @@ def test_training_script_anchor_changes_only_the_generator_from_the_second_stage
 def test_anchor_is_off_in_the_paper_presets_and_its_fields_are_checked() -> None:
     for name in ("paper-1024", "official-1024"):
         assert get_preset(name).stage_anchor == 0.0
+    assert get_preset("cpu-demo").stage_anchor == get_preset("cpu-demo-64").stage_anchor == 16.0
     with pytest.raises(ValueError, match="stage_anchor expected a finite number ≥ 0, got -0.5"):
         replace(get_preset("cpu-demo"), stage_anchor=-0.5)
     with pytest.raises(ValueError, match="stage_anchor_levels expected 'previous' or 'all', got 'some'"):
