@@ -44,6 +44,10 @@ class StageAnchor:
     the calls of a stage compare against that copy. In the first stage, or with `weight` 0, the term is a
     zero tensor. `state_dict()` / `load_state_dict()` carry the copy through a checkpoint, so a resumed
     run anchors to the same weights as an uninterrupted one.
+
+    The stage is `state.stage`, as the scheduler fills it in: a `GrowthState` built by hand must set it.
+    `start_resolution` is the first stage's resolution, where `levels="all"` stops. The copy is in eval
+    mode, so a generator with BatchNorm draws its previous picture with the running statistics.
     """
 
     def __init__(self, *, weight: float, levels: AnchorLevels = "previous", start_resolution: int = 4) -> None:
