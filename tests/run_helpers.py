@@ -46,3 +46,26 @@ def newest_checkpoint(out: Path) -> Path:
 def final_checkpoint(out: Path) -> dict[str, Any]:
     """The newest checkpoint of a run, loaded (`weights_only`)."""
     return torch.load(newest_checkpoint(out), weights_only=True)
+
+
+def assert_same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Two loaded checkpoints hold the same training, bit for bit: G, D, G_ema, both Adams' states, the data
+    order, the position, and the stage anchor's copy when there is one."""
+    for part in ("G", "D"):
+        for name in a[part]:
+            assert torch.equal(a[part][name], b[part][name]), f"{part}.{name}"
+    for name in a["G_ema"]["module"]:
+        assert torch.equal(a["G_ema"]["module"][name], b["G_ema"]["module"][name]), f"G_ema.{name}"
+    for opt in ("opt_g", "opt_d"):
+        for key, state in a[opt]["state"].items():
+            for field, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[opt]["state"][key][field])), f"{opt}.{key}.{field}"
+    assert a["sampler"] == b["sampler"] and a["scheduler"]["nimg"] == b["scheduler"]["nimg"]
+    anchor_a, anchor_b = a.get("anchor"), b.get("anchor")
+    assert (anchor_a is None) == (anchor_b is None), "one run has a stage anchor, the other none"
+    if anchor_a is not None and anchor_b is not None:
+        assert anchor_a["stage"] == anchor_b["stage"]
+        copy_a, copy_b = anchor_a["snapshot"] or {}, anchor_b["snapshot"] or {}
+        assert copy_a.keys() == copy_b.keys()
+        for name, value in copy_a.items():
+            assert torch.equal(value, copy_b[name]), f"anchor.{name}"

@@ -6,23 +6,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from run_helpers import FAST, final_checkpoint, newest_checkpoint, one_thread, one_thread_env
+from run_helpers import FAST, assert_same_run, final_checkpoint, newest_checkpoint, one_thread, one_thread_env
 
 from progrow.adapters.progan import presets
 from progrow.adapters.progan.train import main as train_main
-
-
-def _assert_same(a, b):
-    for part in ("G", "D"):
-        for name in a[part]:
-            assert torch.equal(a[part][name], b[part][name]), f"{part}.{name}"
-    for name in a["G_ema"]["module"]:
-        assert torch.equal(a["G_ema"]["module"][name], b["G_ema"]["module"][name]), f"G_ema.{name}"
-    for opt in ("opt_g", "opt_d"):
-        for key, state in a[opt]["state"].items():
-            for field, value in state.items():
-                assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[opt]["state"][key][field])), f"{opt}.{key}.{field}"
-    assert a["sampler"] == b["sampler"] and a["scheduler"]["nimg"] == b["scheduler"]["nimg"]
 
 
 def test_stop_and_resume_inside_a_fade_equals_an_uninterrupted_run(tmp_path):
@@ -30,7 +17,7 @@ def test_stop_and_resume_inside_a_fade_equals_an_uninterrupted_run(tmp_path):
     assert train_main([*FAST, "--out", str(straight), "--kimg", "0.16"]) == 0
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.096"]) == 0  # stops mid-fade into 8²
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0  # resumes from the 0.096 checkpoint
-    _assert_same(final_checkpoint(straight), final_checkpoint(split))
+    assert_same_run(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(tmp_path):
@@ -55,7 +42,7 @@ def test_sigterm_checkpoints_the_current_step_exits_143_and_resumes_bit_for_bit(
     with one_thread():  # as the subprocess (see run_helpers.one_thread_env)
         assert train_main([*FAST, "--out", str(split), "--kimg", target]) == 0
         assert train_main([*FAST, "--out", str(straight), "--kimg", target]) == 0
-    _assert_same(final_checkpoint(straight), final_checkpoint(split))
+    assert_same_run(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_unknown_stop_signal_is_a_usage_error(tmp_path, capsys):
@@ -87,7 +74,7 @@ def test_kill_9_at_several_points_then_the_same_command_finishes_bit_for_bit(tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     with one_thread():
         assert train_main([*args, "--out", str(straight)]) == 0
-    _assert_same(final_checkpoint(straight), final_checkpoint(killed))
+    assert_same_run(final_checkpoint(straight), final_checkpoint(killed))
     ticks = [line for line in (killed / "log.jsonl").read_text().splitlines()]
     assert [__import__("json").loads(t)["kimg"] for t in ticks] == [
         __import__("json").loads(t)["kimg"] for t in (straight / "log.jsonl").read_text().splitlines()
@@ -129,7 +116,7 @@ def test_every_checkpoint_item_is_needed(tmp_path, monkeypatch, dropped):
     monkeypatch.setattr(resume, "restore", restore_all_but_one)
     assert train_main([*FAST, "--out", str(split), "--kimg", "0.16"]) == 0
     with pytest.raises(AssertionError):
-        _assert_same(final_checkpoint(straight), final_checkpoint(split))
+        assert_same_run(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_and_an_explicit_one_is_refused(tmp_path, capsys):
@@ -156,11 +143,11 @@ def test_two_runs_with_the_same_seed_end_identical(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
         assert train_main([*FAST, "--out", str(out), "--kimg", "0.096"]) == 0
-    _assert_same(final_checkpoint(a), final_checkpoint(b))
+    assert_same_run(final_checkpoint(a), final_checkpoint(b))
     c = tmp_path / "c"
     assert train_main([*FAST, "--out", str(c), "--kimg", "0.096", "--seed", "1"]) == 0
     with pytest.raises(AssertionError):
-        _assert_same(final_checkpoint(a), final_checkpoint(c))
+        assert_same_run(final_checkpoint(a), final_checkpoint(c))
 
 
 @pytest.mark.parametrize("drop_scaler", [False, True])
@@ -189,9 +176,9 @@ def test_fp16_resume_needs_the_grad_scaler_state(tmp_path, monkeypatch, drop_sca
     assert train_main([*fp16, "--out", str(split), "--kimg", "0.32"]) == 0
     if drop_scaler:
         with pytest.raises(AssertionError):
-            _assert_same(final_checkpoint(straight), final_checkpoint(split))
+            assert_same_run(final_checkpoint(straight), final_checkpoint(split))
     else:
-        _assert_same(final_checkpoint(straight), final_checkpoint(split))
+        assert_same_run(final_checkpoint(straight), final_checkpoint(split))
         assert final_checkpoint(straight)["scaler"] == final_checkpoint(split)["scaler"]
 
 
@@ -202,7 +189,7 @@ def test_data_workers_read_the_same_batches_and_resume_bit_for_bit(tmp_path):
     assert train_main([*FAST, "--out", str(inline), "--kimg", "0.16"]) == 0
     assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.096", "--data-workers", "2"]) == 0
     assert train_main([*FAST, "--out", str(threaded), "--kimg", "0.16", "--data-workers", "2"]) == 0
-    _assert_same(final_checkpoint(inline), final_checkpoint(threaded))
+    assert_same_run(final_checkpoint(inline), final_checkpoint(threaded))
 
 
 def _short_demo(monkeypatch, *, final_stable: float, stable_8: float = 0.032, stable_kimg: float = 0.032) -> None:
@@ -231,7 +218,7 @@ def test_a_finished_run_continues_when_the_presets_final_stable_phase_gets_longe
         assert train_main([*argv, "--out", str(straight)]) == 0
     a, b = final_checkpoint(straight), final_checkpoint(split)
     assert a["scheduler"]["nimg"] == 320
-    _assert_same(a, b)
+    assert_same_run(a, b)
 
     # A stable phase the run has trained through is still part of its identity, per resolution.
     _short_demo(monkeypatch, final_stable=0.128, stable_8=0.064)

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 from nets import ProtocolDiscriminator, ProtocolGenerator
-from run_helpers import final_checkpoint
+from run_helpers import assert_same_run, final_checkpoint
 
 import progrow as pg
 from progrow.adapters.progan.networks import ProGANDiscriminator, ProGANGenerator
@@ -162,12 +162,7 @@ def test_a_run_resumed_after_a_warm_start_equals_an_uninterrupted_one(tmp_path) 
     assert train_main([*fast, "--out", str(straight), "--kimg", "0.192"]) == 0  # through the 8² fade and stable
     assert train_main([*fast, "--out", str(split), "--kimg", "0.064"]) == 0  # stops right after the 8² warm start
     assert train_main([*fast, "--out", str(split), "--kimg", "0.192"]) == 0
-    a, b = final_checkpoint(straight), final_checkpoint(split)
-    for part in ("G", "D"):
-        for name, value in a[part].items():
-            assert torch.equal(value, b[part][name]), f"{part}.{name}"
-    for name, value in a["G_ema"]["module"].items():
-        assert torch.equal(value, b["G_ema"]["module"][name]), f"G_ema.{name}"
+    assert_same_run(final_checkpoint(straight), final_checkpoint(split))
 
 
 def test_warm_start_is_off_in_every_preset_and_its_fields_are_checked() -> None:
