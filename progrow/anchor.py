@@ -69,8 +69,10 @@ class StageAnchor:
 
     def __call__(self, fakes: Tensor, z: Tensor, state: GrowthState, *, source: nn.Module, **kwargs: Any) -> Tensor:
         """The anchor term (a scalar tensor) for `fakes` `[N, C, R, R]` = G(`z` `[N, latent]`, `state`); `kwargs` go to G."""
+        if self.weight == 0:
+            return fakes.new_zeros(())
         self.follow(state, source)
-        if self.snapshot is None or self.weight == 0:
+        if self.snapshot is None:
             return fakes.new_zeros(())
         previous = state.resolution // 2
         with torch.no_grad():
@@ -90,19 +92,19 @@ class StageAnchor:
 
     def follow(self, state: GrowthState, source: nn.Module) -> None:
         """Copy `source` when `state` is in a stage other than the snapshot's (none in the first stage)."""
-        if self._pending is not None:
+        if self.stage != state.stage:
+            self.stage, self._pending = state.stage, None
+            self.snapshot = _frozen_copy(source) if state.stage > 0 else None
+        elif self._pending is not None:  # loaded from a checkpoint of this stage: the saved weights in a copy of source
             self.snapshot = _frozen_copy(source)
             self.snapshot.load_state_dict(self._pending)
             self._pending = None
-        if self.stage == state.stage:
-            return
-        self.stage = state.stage
-        self.snapshot = _frozen_copy(source) if state.stage > 0 else None
 
     def state_dict(self) -> dict[str, Any]:
         """The stage of the snapshot and its weights (None before any, or in the first stage)."""
-        weights = self._pending if self._pending is not None else None if self.snapshot is None else self.snapshot.state_dict()
-        return {"stage": self.stage, "snapshot": weights}
+        if self._pending is not None:
+            return {"stage": self.stage, "snapshot": self._pending}
+        return {"stage": self.stage, "snapshot": None if self.snapshot is None else self.snapshot.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` saved; the weights are copied into a copy of `source` at the next call."""
