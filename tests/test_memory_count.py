@@ -2,8 +2,8 @@
 
 The count (`progrow.memory.MemoryCounter`) tracks live tensor storage at operator granularity. The
 independent measurement is `torch.profiler`'s CPU memory events (every allocation and free of the CPU
-allocator), plus the bytes of what existed before the step (weights, gradients, Adam states, EMA),
-summed here without the counter. The profiler also sees what a kernel allocates and frees inside one
+allocator), plus the bytes of what existed before the step (weights, gradients, Adam states, EMA, the
+stage anchor's copy), summed here without the counter. The profiler also sees what a kernel allocates and frees inside one
 operator (oneDNN's reorder buffers in a convolution); the count cannot, which is what the planner's safety
 margin is for. The agreement asserted is with the allocator's live bytes at the end of every operator, and
 the count is checked never to exceed the allocator's overall peak.
@@ -36,11 +36,13 @@ def _planning(fake: bool, *, loss: str | None = None) -> PlanningRun:
 
 
 def _existing_bytes(planning: PlanningRun) -> int:
-    """Bytes of every distinct storage alive before a step: weights, grads, buffers, EMA, optimizer states."""
+    """Bytes of every distinct storage alive before a step: weights, grads, buffers, EMA, optimizer states, and the
+    stage anchor's copy of G_ema (taken in the step that first reached this stage)."""
     run = planning.run
+    copy = run.anchor.snapshot if run.anchor is not None else None
 
     def tensors() -> Iterator[torch.Tensor]:
-        for module in (run.G, run.D, run.ema.module):
+        for module in (run.G, run.D, run.ema.module, *([copy] if copy is not None else [])):
             for p in module.parameters():
                 yield p
                 if p.grad is not None:
