@@ -105,18 +105,23 @@ class SyntheticShapes:
             cx, cy = rng.uniform(0.2, 0.8, size=2)
             size = float(rng.uniform(0.08, 0.3))
             extra = rng.uniform(0.0, 1.0, size=4)  # the same number of draws for every kind
-            if kind == "circle":
-                params: tuple[float, ...] = (cx, cy, size)
-            elif kind == "rectangle":
-                aspect = 0.5 * 4.0 ** extra[0] if extra[1] < 0.75 else 1.0  # a quarter are squares
-                params = (cx, cy, size * math.sqrt(aspect), size / math.sqrt(aspect))
-            else:
-                turn = 2.0 * math.pi * extra[0]
-                angles = turn + np.array([0.0, 2.0, 4.0]) * math.pi / 3.0 + (extra[1:4] - 0.5) * 0.8
-                radius = 1.25 * size
-                params = tuple(float(v) for a in angles for v in (cx + radius * math.cos(a), cy + radius * math.sin(a)))
-            shapes.append(_Shape(kind, colour, tuple(float(p) for p in params)))
+            shapes.append(_make_shape(kind, colour, float(cx), float(cy), size, extra))
         return _Scene(colour0, colour1, angle, tuple(shapes))
+
+
+def _make_shape(kind: str, colour: np.ndarray, cx: float, cy: float, size: float, extra: np.ndarray) -> _Shape:
+    """A shape of `kind` centred at `(cx, cy)` with radius `size`; `extra` (4 uniform draws) sets its aspect or turn."""
+    if kind == "circle":
+        params: tuple[float, ...] = (cx, cy, size)
+    elif kind == "rectangle":
+        aspect = 0.5 * 4.0 ** extra[0] if extra[1] < 0.75 else 1.0  # a quarter are squares
+        params = (cx, cy, size * math.sqrt(aspect), size / math.sqrt(aspect))
+    else:
+        turn = 2.0 * math.pi * extra[0]
+        angles = turn + np.array([0.0, 2.0, 4.0]) * math.pi / 3.0 + (extra[1:4] - 0.5) * 0.8
+        radius = 1.25 * size
+        params = tuple(float(v) for a in angles for v in (cx + radius * math.cos(a), cy + radius * math.sin(a)))
+    return _Shape(kind, colour, tuple(float(p) for p in params))
 
 
 def _bounds(shape: _Shape) -> tuple[float, float, float, float]:

@@ -1,0 +1,65 @@
+"""benchmarks/shape_probes.py: its scenes are what it says, and its smoke mode trains, scores and draws end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import shape_probes  # noqa: E402
+
+
+def test_palette_scenes_hold_one_shape_in_a_palette_colour_on_a_grey_ground() -> None:
+    ds = shape_probes.PaletteShapes(num_images=200)
+    kinds = set()
+    for i in range(200):
+        scene = ds._scene(i)
+        assert len(scene.shapes) == 1
+        shape = scene.shapes[0]
+        kinds.add(shape.kind)
+        assert ds.label(i) == shape_probes.KINDS.index(shape.kind)
+        assert any(np.array_equal(shape.colour, c) for c in shape_probes.PALETTE)
+        for ground in (scene.colour0, scene.colour1):
+            assert ground[0] == ground[1] == ground[2] and 30.0 <= ground[0] <= 90.0
+    assert kinds == set(shape_probes.KINDS)
+    image = ds.render(0, 32)  # rendered by SyntheticShapes' own code: the centre pixel is the shape's colour
+    shape = ds._scene(0).shapes[0]
+    assert image.shape == (3, 32, 32) and image.dtype == np.uint8
+    if shape.kind != "triangle":  # a circle or rectangle covers its centre
+        cx, cy = shape.params[0], shape.params[1]
+        np.testing.assert_allclose(image[:, int(cy * 32), int(cx * 32)], shape.colour, atol=1)
+
+
+def test_rectangles_probe_draws_rectangles_only_and_builtin_is_progrows_set() -> None:
+    rects = shape_probes.probe_dataset("rectangles", 100)
+    assert {rects._scene(i).shapes[0].kind for i in range(100)} == {"rectangle"}
+    builtin = shape_probes.probe_dataset("builtin", 10)
+    assert type(builtin).__name__ == "SyntheticShapes"
+
+
+def test_unknown_probe_is_named() -> None:
+    with pytest.raises(SystemExit, match="unknown squares; expected some of builtin,palette,rectangles,palette-cond"):
+        shape_probes.parse_probes("palette,squares")
+
+
+def test_quick_mode_trains_scores_and_draws(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "probes"
+    results = shape_probes.main(["--quick", "--probes", "rectangles,palette-cond", "--out", str(out)])
+    assert list(results) == ["rectangles", "palette-cond"]
+    for r in results.values():
+        assert r["kimg"] > 0 and r["cpu_s"] > 0 and r["swd"] > 0 and r["floor"] > 0
+    labels = json.loads((out / "data" / "palette-cond" / "dataset.json").read_text())["labels"]
+    assert len(labels) == 64 and {label for _, label in labels} <= {0, 1, 2}
+    assert not (out / "data" / "rectangles" / "dataset.json").exists()  # unconditional probes have no labels
+    sheet = Image.open(out / "probes.png")
+    assert sheet.width == (2 * 4 * 34 + 8) * shape_probes.SCALE  # 4 tiles of 32 + 2 px border, twice, and the gap
+    assert json.loads((out / "probes.json").read_text()) == results
+    printed = capsys.readouterr().out
+    assert "rectangles" in printed and "real vs real" in printed
+    again = shape_probes.main(["--quick", "--probes", "rectangles", "--out", str(out)])  # finished runs are reused
+    assert again["rectangles"]["cpu_s"] == results["rectangles"]["cpu_s"]
