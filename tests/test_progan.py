@@ -10,6 +10,7 @@ from run_helpers import final_checkpoint
 
 import progrow as pg
 from progrow.adapters.progan import ProGANDiscriminator, ProGANGenerator, feature_maps
+from progrow.adapters.progan.losses import LOSSES
 from progrow.adapters.progan.train import main as train_main
 
 PAPER_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -256,6 +257,57 @@ def test_conditional_training_on_a_labelled_folder(tmp_path):
 
     G, config = load_generator(out / "generator")
     assert config["architecture"]["num_classes"] == 2 and G.net.num_classes == 2
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("regularize", [True, False])
+def test_every_d_loss_calls_the_critic_on_the_reals_then_the_fakes(loss, regularize):
+    # The conditional step takes the class logits of these two calls (adapters/progan/step.py).
+    from dataclasses import replace
+
+    from progrow.adapters.progan.presets import get_preset
+
+    torch.manual_seed(0)
+    reals, fakes = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.square().flatten(1).sum(1, keepdim=True)
+
+    d_loss, _ = LOSSES[loss]
+    d_loss(replace(get_preset("cpu-demo"), loss=loss), critic, reals, fakes, regularize=regularize)
+    assert len(seen) >= 2 and torch.equal(seen[0], reals) and torch.equal(seen[1], fakes)
+
+
+def test_a_conditional_step_runs_the_discriminator_once_per_batch(tmp_path):
+    from progrow.adapters.progan.distributed import DistInfo
+    from progrow.adapters.progan.run import batch_size
+    from progrow.adapters.progan.step import update
+    from progrow.adapters.progan.train import build_parser, build_run, resolve_options
+    from progrow.data import MultiResDataset
+
+    cache = tmp_path / "cache"
+    pg.build_cache(str(_labelled_folder(tmp_path / "imgs", size=32)), cache, resolution=32)
+    args = build_parser().parse_args(["--preset", "cpu-demo", "--device", "cpu", "--data", str(cache), "--cond"])
+    opts = resolve_options(args, DistInfo())
+    opts.out = tmp_path / "run"
+    run = build_run(opts, MultiResDataset(cache))
+    calls = []
+    forward = run.D_forward
+
+    def counted(x, **kwargs):
+        calls.append(tuple(x.shape))
+        return forward(x, **kwargs)
+
+    run.D_forward = counted
+    state = run.scheduler.state_at(0)
+    n = batch_size(state)
+    torch.manual_seed(0)
+    stats = update(run, state, torch.rand(n, 3, 4, 4) * 2 - 1, torch.randint(2, (n,)))
+    # D step: the reals (R1 reuses that pass) and the fakes, whose class logits the auxiliary loss reads; G step: the fakes.
+    assert calls == [(n, 3, 4, 4)] * 3
+    assert run.last_step_ok and torch.isfinite(stats["d_loss"]) and torch.isfinite(stats["g_loss"])
 
 
 def test_no_growing_trains_at_the_final_resolution_only(tmp_path):

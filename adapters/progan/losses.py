@@ -17,7 +17,9 @@ __all__ = ["LOSSES", "DLoss", "GLoss", "losses_for"]
 class DLoss(Protocol):
     """`d_loss(preset, critic, reals, fakes, regularize=…)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`.
 
-    `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips.
+    `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips. The critic's first call is
+    on the reals (or a detached copy of them) and its second on the fakes: a conditional training step reads
+    the class logits of those two calls (tested for every loss in `LOSSES`).
     """
 
     def __call__(

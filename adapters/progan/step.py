@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,10 +46,12 @@ def update(run: Run, state: pg.GrowthState, reals: Tensor, real_labels: Tensor |
         with torch.no_grad():
             _, fakes = _generate(run, n, labels)
         regularize = run.d_steps % opts.preset.r1_interval == 0
-        d_out = d_loss_fn(opts.preset, lambda x: D(x)[:, :1], reals, fakes, regularize=regularize)
+        critic = _ScoreCritic(D)
+        d_out = d_loss_fn(opts.preset, critic, reals, fakes, regularize=regularize)
         d_loss = d_out.loss
         if run.num_classes:  # auxiliary classifier on reals and fakes, as the official conditional loss
-            d_loss = d_loss + _class_loss(D(reals), real_labels) + _class_loss(D(fakes), labels)
+            real_out, fake_out = critic.calls[:2]
+            d_loss = d_loss + _class_loss(real_out, real_labels) + _class_loss(fake_out, labels)
     d_ok = _optimizer_step(run, d_loss, list(run.D.parameters()), run.opt_d)
     run.d_steps += 1
     run.G.requires_grad_(True)
@@ -94,6 +97,24 @@ def _generate(run: Run, n: int, labels: Tensor | None) -> tuple[Tensor, Tensor]:
     """Fresh latents `[n, latent]` and their fakes `[n, C, R, R]`."""
     z = torch.randn(n, run.opts.preset.latent_dim, device=run.opts.device)
     return z, run.G_forward(z) if labels is None else run.G_forward(z, labels=labels)
+
+
+class _ScoreCritic:
+    """D's score column `[N, 1]` for the loss; keeps D's whole outputs `[N, 1 + classes]` of the loss's calls.
+
+    Every `DLoss` calls the critic on the reals first and on the fakes second (`losses.DLoss`), so a
+    conditional step reads the class logits of those two forward passes instead of running D on both
+    batches again.
+    """
+
+    def __init__(self, D: Callable[[Tensor], Tensor]) -> None:
+        self._D = D
+        self.calls: list[Tensor] = []
+
+    def __call__(self, x: Tensor) -> Tensor:
+        out = self._D(x)
+        self.calls.append(out)
+        return out[:, :1]
 
 
 def _class_loss(scores: Tensor, labels: Tensor | None) -> Tensor:
