@@ -113,7 +113,10 @@ def reals(probe: Probe, start: int, count: int) -> torch.Tensor:
 
 
 def train(probe: Probe, data: str, run: Path, *, threads: int, quick: bool) -> dict[str, float]:
-    """Run the main job on `data` into `run` (resuming if it stopped); its CPU-seconds, wall seconds and kimg."""
+    """Run the main job on `data` into `run`; its CPU-seconds, wall seconds and kimg.
+
+    A run that stopped part-way resumes, and then only the resumed part's time is counted.
+    """
     cmd = [sys.executable, "-m", "progrow.adapters.progan.train", "--preset", "cpu-demo", "--data", data]
     cmd += ["--out", str(run)]
     if probe == "palette-cond":
