@@ -159,7 +159,8 @@ def sheet_panel(title: str, real: torch.Tensor, fake: torch.Tensor) -> Image.Ima
         half = len(tiles) // 2
         return np.concatenate([np.concatenate(tiles[:half], axis=1), np.concatenate(tiles[half:], axis=1)], axis=0)
 
-    pair = np.concatenate([block(real), np.full((block(real).shape[0], 8, 3), 255, np.uint8), block(fake)], axis=1)
+    left, right = block(real), block(fake)
+    pair = np.concatenate([left, np.full((left.shape[0], 8, 3), 255, np.uint8), right], axis=1)
     img = Image.fromarray(pair).resize((pair.shape[1] * SCALE, pair.shape[0] * SCALE), Image.NEAREST)
     panel = Image.new("RGB", (img.width, img.height + 16), "white")
     panel.paste(img, (0, 16))
