@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from progrow.blend import downsample2x
 from progrow.state import GrowthState
 
 __all__ = ["StageAnchor", "AnchorLevels"]
@@ -77,7 +78,7 @@ class StageAnchor:
         previous = state.resolution // 2
         with torch.no_grad():
             target = self.snapshot(z, GrowthState(previous), **kwargs)
-        image = F.avg_pool2d(fakes, 2)
+        image = downsample2x(fakes)
         if image.shape != target.shape:
             raise ValueError(
                 f"StageAnchor: G's image box-filtered to {previous}² is {tuple(image.shape)}, the previous stage's "
@@ -86,7 +87,7 @@ class StageAnchor:
         total = F.mse_loss(image.float(), target.float())
         if self.levels == "all":
             while image.shape[-1] > self.start_resolution:
-                image, target = F.avg_pool2d(image, 2), F.avg_pool2d(target, 2)
+                image, target = downsample2x(image), downsample2x(target)
                 total = total + F.mse_loss(image.float(), target.float())
         return self.weight * total
 
