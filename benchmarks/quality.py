@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     variants = [v for v in args.variants.split(",") if v]
     bad = [d for d in datasets if d not in DATASETS] + [v for v in variants if v not in VARIANTS]
     if bad:
-        raise SystemExit(f"error: unknown dataset or variant {', '.join(bad)}; datasets {DATASETS}, variants {VARIANTS}")
+        _usage_error(f"unknown dataset or variant {', '.join(bad)}; datasets {DATASETS}, variants {VARIANTS}")
     res, preset = args.resolution, PRESET_AT[args.resolution]
     overrides = parse_overrides(args.set, preset)
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET[res]

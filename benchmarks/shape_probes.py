@@ -33,7 +33,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 import torch
@@ -130,7 +130,9 @@ def train(probe: Probe, data: str, run: Path, *, threads: int, quick: bool) -> d
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"error: the {probe} run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
+        print(f"error: the {probe} run failed (exit {done.returncode}): {last[0].removeprefix('error: ')}", file=sys.stderr)
+        raise SystemExit(done.returncode)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     return {"cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "kimg": float(records[-1]["kimg"])}
@@ -178,11 +180,18 @@ def write_sheet(panels: Sequence[Image.Image], path: Path) -> None:
     sheet.save(path)
 
 
+def usage_error(message: str) -> NoReturn:
+    """One `error:` line on stderr, exit status 2 (as the training script's usage errors)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse_probes(text: str) -> list[Probe]:
+    """The probes named in `text` (comma-separated), in `PROBES` order; an unknown or empty list is a usage error."""
     names = [t.strip() for t in text.split(",") if t.strip()]
     bad = [n for n in names if n not in PROBES]
     if bad or not names:
-        raise SystemExit(f"error: --probes: unknown {', '.join(bad) or '(empty)'}; expected some of {','.join(PROBES)}")
+        usage_error(f"--probes: unknown {', '.join(bad) or '(empty)'}; expected some of {','.join(PROBES)}")
     return [n for n in PROBES if n in names]  # type: ignore[misc]
 
 
@@ -195,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="smoke mode: 64 images, a few steps per phase")
     args = ap.parse_args(argv)
     probes = parse_probes(args.probes)
+    for name, value in (("threads", args.threads), ("samples", args.samples)):
+        if value < 1:
+            usage_error(f"--{name}: expected an int ≥ 1, got {value}")
     num_images, count = (64, 32) if args.quick else (10_000, args.samples)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

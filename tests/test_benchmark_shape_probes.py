@@ -42,9 +42,27 @@ def test_rectangles_probe_draws_rectangles_only_and_builtin_is_progrows_set() ->
     assert type(builtin).__name__ == "SyntheticShapes"
 
 
-def test_unknown_probe_is_named() -> None:
-    with pytest.raises(SystemExit, match="unknown squares; expected some of builtin,palette,rectangles,palette-cond"):
-        shape_probes.parse_probes("palette,squares")
+EXPECTED = "expected some of builtin,palette,rectangles,palette-cond"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--probes", "palette,squares"],
+            f"error: --probes: unknown squares; {EXPECTED}",
+        ),
+        (["--probes", ","], f"error: --probes: unknown (empty); {EXPECTED}"),
+        (["--threads", "0"], "error: --threads: expected an int ≥ 1, got 0"),
+        (["--samples", "-1"], "error: --samples: expected an int ≥ 1, got -1"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        shape_probes.main([*argv, "--out", str(tmp_path / "p")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "p").exists()  # refused before anything is written
 
 
 def test_quick_mode_trains_scores_and_draws(tmp_path: Path, capsys) -> None:
