@@ -1,6 +1,7 @@
 """The `cpu-demo` training step on a CPU: contiguous with R1 at every step, against channels_last, lazy R1, and both.
 
     python benchmarks/cpu_step.py              # every stage 4² → 32², fade and stable: about 5 minutes on 2 CPU cores
+    python benchmarks/cpu_step.py --cond       # the conditional step (--cond) against the unconditional one
     python benchmarks/cpu_step.py --quick      # a smoke run (seconds; too few rounds to judge)
 
 Each variant is the training script's own run and step (`build_run`, `update`: `train_step` once the
@@ -13,6 +14,11 @@ maps), at each stage's state (fades at alpha 0.5):
 - **lazy R1**: `r1_interval=4` (R1 on every 4th D step, weighted ×4; blocks hold a multiple of 4 steps);
 - **both**: the two together, which is what `python -m progrow.adapters.progan.train --preset cpu-demo` runs on a CPU.
 
+With `--cond`, two variants at those defaults instead: **unconditional** and **conditional** (`--cond`,
+three classes: a one-hot label into G, class logits out of D and the auxiliary classifier's loss), and
+the ratios are the other way round, the conditional step's cost (conditional time / unconditional
+time): D runs once per batch in both, so the labels should cost little beside it.
+
 The variants run interleaved in one process (A B C D, D C B A, …), one block of steps each per round;
 ratios (baseline time / variant time) are taken within a round, median (min–max) over rounds. The last
 table weights each stage's img/s by the images `cpu-demo` trains there (its phase lengths), which gives
@@ -22,6 +28,7 @@ the training-step share of the main job's CPU time per variant.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -39,20 +46,34 @@ from progrow.data import MultiResDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import fmt_ratio, interleave, machine_header, summary  # noqa: E402
 
-VARIANTS = {"baseline": (False, 1), "channels_last": (True, 1), "lazy R1": (False, 4), "both": (True, 4)}
+# name: (channels_last, r1_interval, conditional); the first of each set is the baseline of the ratios.
+VARIANTS = {
+    "baseline": (False, 1, False),
+    "channels_last": (True, 1, False),
+    "lazy R1": (False, 4, False),
+    "both": (True, 4, False),
+}
+COND_VARIANTS = {"unconditional": (True, 4, False), "conditional": (True, 4, True)}
+NUM_CLASSES = 3  # of the conditional variant's labels
+MAX_COND_COST = 1.15  # --cond target: the conditional step at most this × the unconditional one
 STAGES = [(4, 1.0)] + [(r, a) for r in (8, 16, 32) for a in (0.5, 1.0)]
 STEPS_PER_BLOCK = {4: 48, 8: 16, 16: 8, 32: 4}  # about a second each; multiples of the lazy interval
+QUICK_STEPS = 4  # steps per block of --quick
 
 
 class Loop:
     """The training script's run for `cpu-demo`, its wrappers set to one stage's state; `block()` runs `steps` steps."""
 
-    def __init__(self, work: Path, resolution: int, alpha: float, *, channels_last: bool, r1_interval: int, steps: int) -> None:
-        cache = work / "cache"
-        if not (cache / "meta.json").is_file():
+    def __init__(
+        self, work: Path, resolution: int, alpha: float, *, channels_last: bool, r1_interval: int, cond: bool, steps: int
+    ) -> None:
+        cache = _labelled_cache(work) if cond else work / "cache"
+        if not cond and not (cache / "meta.json").is_file():
             pg.build_cache("synthetic:0:8", cache, resolution=4)  # the sampler is built, never read
         argv = ["--preset", "cpu-demo", "--data", str(cache), "--out", str(work / "run"), "--device", "cpu"]
         argv.append("--channels-last" if channels_last else "--no-channels-last")
+        if cond:
+            argv.append("--cond")
         opts = resolve_options(build_parser().parse_args(argv), DistInfo())
         opts.preset = replace(opts.preset, r1_interval=r1_interval)
         self.run = build_run(opts, MultiResDataset(cache))
@@ -60,12 +81,31 @@ class Loop:
         self.state = pg.GrowthState(resolution, alpha=alpha, batch_size=batch, lr=opts.preset.schedule.lr_at(resolution))
         for module in (self.run.G, self.run.D, self.run.ema.module):
             module.set_state(self.state)
-        self.reals = torch.rand(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        gen = torch.Generator().manual_seed(0)
+        self.reals = torch.rand(batch, 3, resolution, resolution, generator=gen) * 2 - 1
+        self.labels = torch.randint(NUM_CLASSES, (batch,), generator=gen) if cond else None
         self.steps, self.batch = steps, batch
 
     def block(self) -> None:
         for _ in range(self.steps):
-            update(self.run, self.state, self.reals)
+            update(self.run, self.state, self.reals, self.labels)
+
+
+def _labelled_cache(work: Path) -> Path:
+    """A cache of `NUM_CLASSES` labelled 4² images (the conditional run's classes; the sampler never reads it)."""
+    from PIL import Image
+
+    cache, folder = work / "labelled-cache", work / "labelled"
+    if (cache / "meta.json").is_file():
+        return cache
+    folder.mkdir()
+    labels = []
+    for k in range(NUM_CLASSES):
+        Image.new("RGB", (4, 4), (80 * k, 0, 0)).save(folder / f"{k}.png")
+        labels.append([f"{k}.png", k])
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    pg.build_cache(str(folder), cache, resolution=4)
+    return cache
 
 
 def stage_images(preset_name: str = "cpu-demo") -> dict[tuple[int, float], float]:
@@ -84,15 +124,23 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds per stage (default: 8)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the main job on 2 cores)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of one step block at 4² and 8² only")
+    p.add_argument("--cond", action="store_true", help="the conditional step against the unconditional one instead")
+    p.add_argument("--quick", action="store_true", help=f"smoke run: 2 rounds of {QUICK_STEPS} steps at 4² and 8² only")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds, stages = (2, STAGES[:2]) if args.quick else (args.rounds, STAGES)
+    variants = COND_VARIANTS if args.cond else VARIANTS
+    names = list(variants)
+    base = names[0]
     started = time.perf_counter()
-    print(machine_header("cpu_step.py: the cpu-demo step, baseline vs channels_last vs lazy R1 (×4)"))
-    print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5\n")
-    names = list(VARIANTS)
-    rate_cols, ratio_cols = (f"{n + ' img/s':>19}" for n in names), (f"{n:>22}" for n in names[1:])
+    if args.cond:
+        print(machine_header("cpu_step.py: the cpu-demo step, unconditional vs conditional (--cond)"))
+        print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5; {NUM_CLASSES} classes\n")
+    else:
+        print(machine_header("cpu_step.py: the cpu-demo step, baseline vs channels_last vs lazy R1 (×4)"))
+        print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5\n")
+    ratio_names = [f"{n} cost" if args.cond else n for n in names[1:]]
+    rate_cols, ratio_cols = (f"{n + ' img/s':>19}" for n in names), (f"{n:>22}" for n in ratio_names)
     header = "stage      | " + " | ".join(rate_cols) + " | " + " | ".join(ratio_cols)
     print(header)
     print("-" * len(header))
@@ -100,10 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     medians: dict[str, list[float]] = {n: [] for n in names[1:]}
     with tempfile.TemporaryDirectory(prefix="progrow-cpu-step-") as tmp:
         for resolution, alpha in stages:
-            steps = STEPS_PER_BLOCK[resolution]
+            steps = QUICK_STEPS if args.quick else STEPS_PER_BLOCK[resolution]
             loops = {
-                n: Loop(Path(tmp), resolution, alpha, channels_last=cl, r1_interval=k, steps=steps)
-                for n, (cl, k) in VARIANTS.items()
+                n: Loop(Path(tmp), resolution, alpha, channels_last=cl, r1_interval=k, cond=c, steps=steps)
+                for n, (cl, k, c) in variants.items()
             }
             times = interleave({n: loop.block for n, loop in loops.items()}, rounds=rounds)
             cells, ratios = [], []
@@ -112,24 +160,33 @@ def main(argv: list[str] | None = None) -> None:
                 img_s[n][(resolution, alpha)] = rate
                 cells.append(f"{rate:>19.1f}")
             for n in names[1:]:
-                r = [a / b for a, b in zip(times["baseline"], times[n], strict=True)]
+                pairs = zip(times[base], times[n], strict=True)
+                r = [b / a for a, b in pairs] if args.cond else [a / b for a, b in pairs]
                 medians[n].append(summary(r)[0])
                 ratios.append(f"{fmt_ratio(r):>22}")
             label = f"{resolution}² {'fade' if alpha < 1 else 'stable'}"
             print(f"{label:<10} | " + " | ".join(cells) + " | " + " | ".join(ratios), flush=True)
-    print("\nimg/s: medians over rounds; ratios: baseline time / variant time within a round, median (min–max).")
+    within = "variant time / unconditional time" if args.cond else "baseline time / variant time"
+    print(f"\nimg/s: medians over rounds; ratios: {within} within a round, median (min–max).")
     images = stage_images()
     if not args.quick:
         total = {n: sum(images[k] / img_s[n][k] for k in images) for n in names}
         kimg = sum(images.values()) / 1000
         print(f"\ncpu-demo's training steps ({kimg:g}k images, weighted by its phase lengths), seconds at these rates:")
         for n in names:
-            print(f"  {n:<14} {total[n]:7.0f} s   {total['baseline'] / total[n]:.2f}× the baseline")
+            if args.cond:
+                print(f"  {n:<14} {total[n]:7.0f} s   {total[n] / total[base]:.2f}× the unconditional step")
+            else:
+                print(f"  {n:<14} {total[n]:7.0f} s   {total[base] / total[n]:.2f}× the baseline")
     print("\nTargets:")
     for n in names[1:]:
-        lo = min(medians[n])
-        verdict = "MET" if lo >= 1.05 else "NOT MET"
-        print(f"  {n} ≥ 1.05× the baseline at every stage: {verdict} (medians {lo:.2f}×–{max(medians[n]):.2f}×)")
+        lo, hi = min(medians[n]), max(medians[n])
+        if args.cond:
+            verdict = "MET" if hi <= MAX_COND_COST else "NOT MET"
+            print(f"  {n} ≤ {MAX_COND_COST:.2f}× the unconditional step at every stage: {verdict} (medians {lo:.2f}×–{hi:.2f}×)")
+        else:
+            verdict = "MET" if lo >= 1.05 else "NOT MET"
+            print(f"  {n} ≥ 1.05× the baseline at every stage: {verdict} (medians {lo:.2f}×–{hi:.2f}×)")
     print(f"\n({time.perf_counter() - started:.0f} s; a shared machine: rerun if the min–max ranges are wide)")
 
 
