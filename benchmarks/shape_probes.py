@@ -18,7 +18,9 @@ Results: `probes.png` (per probe, real images next to G_ema samples on fixed lat
 probe's samples take the labels circle, rectangle, triangle in turn), `probes.json`, and a table on
 stdout: images trained, CPU-seconds of the training process, and the SWD (×10³, 32² and 16² bands as in
 `quality.py`) of G_ema against the probe's own images next to the probe's real-vs-real floor. The SWD of
-different probes is on different data: compare each with its own floor, and look at the picture.
+different probes is on different data: compare each with its own floor, and look at the picture. For
+`palette-cond` it also prints how often the final discriminator's auxiliary classifier names the kind:
+of the real images, and of G_ema's images asked for each kind in turn.
 """
 
 from __future__ import annotations
@@ -153,6 +155,41 @@ def samples(probe: Probe, run: Path, count: int, *, seed: int = 0) -> torch.Tens
     return torch.cat(out)
 
 
+def final_discriminator(run: Path) -> torch.nn.Module:
+    """The run's discriminator from its latest checkpoint, at 32² (alpha 1), in eval mode."""
+    import progrow as pg
+    from progrow.adapters.progan.networks import ProGANDiscriminator
+    from progrow.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(f"{run / 'checkpoints'}: no checkpoint to read the discriminator from")
+    preset = found[1]["identity"]["preset"]
+    net = ProGANDiscriminator(
+        resolution=preset["resolution"],
+        num_classes=len(KINDS),
+        fmap_base=preset["fmap_base"],
+        fmap_max=preset["fmap_max"],
+        mbstd_group_size=preset["mbstd_group_size"],
+    )
+    D = pg.ProgressiveDiscriminator(net, img_channels=3)
+    D.load_state_dict(found[1]["D"])
+    D.set_state(pg.GrowthState(RESOLUTION, alpha=1.0, batch_size=32, lr=0.0))
+    return D.eval()
+
+
+@torch.no_grad()
+def kind_accuracy(D: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch: int = 32) -> float:
+    """How often D's auxiliary classifier (scores `[N, 1 + 3]`) names `labels` `[N]` of uint8 `images` `[N, 3, 32, 32]`."""
+    from progrow.data import to_float
+
+    hits = 0
+    for i in range(0, len(images), batch):
+        logits = D(to_float(images[i : i + batch]))[:, 1:]
+        hits += int((logits.argmax(dim=1) == labels[i : i + batch]).sum())
+    return hits / len(images)
+
+
 def sheet_panel(title: str, real: torch.Tensor, fake: torch.Tensor) -> Image.Image:
     """Real tiles (left, 2 rows) and generated tiles (right), enlarged, under a caption."""
 
@@ -243,6 +280,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"swd {score['swd']:6.1f} (real vs real {floor:.1f})",
             flush=True,
         )
+        if probe == "palette-cond":  # does the final D tell the kinds, of the reals and of the fakes asked for each?
+            D = final_discriminator(run)
+            ds = PaletteShapes(num_images=count)  # palette-cond's scenes (probe_dataset)
+            real_labels = torch.tensor([ds.label(i) for i in range(count)])
+            on_real = kind_accuracy(D, real_a, real_labels)
+            on_fake = kind_accuracy(D, fake, torch.arange(count) % len(KINDS))
+            results[probe] |= {"d_kind_real": round(on_real, 3), "d_kind_fake": round(on_fake, 3)}
+            print(
+                f"  {'':<13} D's classifier names the kind of {on_real:.0%} of the real images and of "
+                f"{on_fake:.0%} of G_ema's images (each asked for a kind); chance is 33%",
+                flush=True,
+            )
         title = f"{probe}: real | G_ema" + (" (labels circle, rectangle, triangle in turn)" if probe == "palette-cond" else "")
         panels.append(sheet_panel(title, real_a[:SHEET_TILES], fake[:SHEET_TILES]))
         (out / "probes.json").write_text(json.dumps(results, indent=1))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -79,5 +80,27 @@ def test_quick_mode_trains_scores_and_draws(tmp_path: Path, capsys) -> None:
     assert json.loads((out / "probes.json").read_text()) == results
     printed = capsys.readouterr().out
     assert "rectangles" in printed and "real vs real" in printed
+    cond = results["palette-cond"]  # the final D's classifier, read back from the run's checkpoint
+    assert 0 <= cond["d_kind_real"] <= 1 and 0 <= cond["d_kind_fake"] <= 1 and "d_kind_real" not in results["rectangles"]
+    assert "D's classifier names the kind of" in printed
+    D = shape_probes.final_discriminator(out / "palette-cond")
+    saved = torch.load(sorted((out / "palette-cond" / "checkpoints").glob("*.pt"))[-1], weights_only=False)["D"]
+    assert all(torch.equal(v, saved[k]) for k, v in D.state_dict().items())
     again = shape_probes.main(["--quick", "--probes", "rectangles", "--out", str(out)])  # finished runs are reused
     assert again["rectangles"]["cpu_s"] == results["rectangles"]["cpu_s"]
+
+
+class _RedCritic(torch.nn.Module):
+    """Scores `[N, 1 + 3]`: class 0 when the image's mean red channel is above 0, else class 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = x[:, 0].mean(dim=(1, 2))
+        logits = torch.stack([red, torch.zeros_like(red), -red], dim=1)
+        return torch.cat([torch.zeros_like(red)[:, None], logits], dim=1)
+
+
+def test_kind_accuracy_reads_the_class_logits_after_the_score_of_images_in_minus_one_to_one() -> None:
+    images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
+    images[:6, 0] = 200  # red above the middle grey: class 0; the others (red 0 → -1): class 2
+    labels = torch.tensor([0, 0, 0, 0, 1, 2, 2, 2, 2, 0])  # 4 right of the first 6, 3 right of the last 4
+    assert shape_probes.kind_accuracy(_RedCritic(), images, labels, batch=4) == pytest.approx(7 / 10)
