@@ -14,13 +14,14 @@ after another with `--threads` torch threads. Probes:
 - `rectangles`  as `palette`, rectangles only (one kind: no kinds to tell apart);
 - `palette-cond` as `palette`, with the shape's kind as a class label (`--cond`: the kinds given, not learned).
 
-Results: `probes.png` (per probe, real images next to G_ema samples on fixed latents; the conditional
-probe's samples take the labels circle, rectangle, triangle in turn), `probes.json`, and a table on
-stdout: images trained, CPU-seconds of the training process, and the SWD (×10³, 32² and 16² bands as in
-`quality.py`) of G_ema against the probe's own images next to the probe's real-vs-real floor. The SWD of
-different probes is on different data: compare each with its own floor, and look at the picture. For
-`palette-cond` it also prints how often the final discriminator's auxiliary classifier names the kind:
-of the real images, and of G_ema's images asked for each kind in turn.
+Results: `probes.png` (for every probe finished in `--out`, by this call or an earlier one, real images
+next to G_ema samples on fixed latents; the conditional probe's samples take the labels circle,
+rectangle, triangle in turn), `probes.json`, and a table on stdout: images trained, CPU-seconds of the
+training process, and the SWD (×10³, 32² and 16² bands as in `quality.py`) of G_ema against the probe's
+own images next to the probe's real-vs-real floor. The SWD of different probes is on different data:
+compare each with its own floor, and look at the picture. For `palette-cond` it also prints how often the
+final discriminator's auxiliary classifier names the kind: of the real images, and of G_ema's images
+asked for each kind in turn.
 """
 
 from __future__ import annotations
@@ -207,6 +208,11 @@ def sheet_panel(title: str, real: torch.Tensor, fake: torch.Tensor) -> Image.Ima
     return panel
 
 
+def panel_title(probe: Probe) -> str:
+    """The caption of `probe`'s panel in probes.png."""
+    return f"{probe}: real | G_ema" + (" (labels circle, rectangle, triangle in turn)" if probe == "palette-cond" else "")
+
+
 def write_sheet(panels: Sequence[Image.Image], path: Path) -> None:
     """The panels stacked top to bottom."""
     sheet = Image.new("RGB", (max(p.width for p in panels), sum(p.height + 6 for p in panels)), "white")
@@ -249,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     print(f"shape probes: {', '.join(probes)}; the cpu-demo main job, {args.threads} thread(s) each", flush=True)
     results: dict[str, Any] = json.loads((out / "probes.json").read_text()) if (out / "probes.json").is_file() else {}
-    panels = []
+    panels: dict[str, Image.Image] = {}
     for probe in probes:
         run = out / probe
         if probe == "builtin":  # the main job's own source, rendered at every level
@@ -292,10 +298,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{on_fake:.0%} of G_ema's images (each asked for a kind); chance is 33%",
                 flush=True,
             )
-        title = f"{probe}: real | G_ema" + (" (labels circle, rectangle, triangle in turn)" if probe == "palette-cond" else "")
-        panels.append(sheet_panel(title, real_a[:SHEET_TILES], fake[:SHEET_TILES]))
+        panels[probe] = sheet_panel(panel_title(probe), real_a[:SHEET_TILES], fake[:SHEET_TILES])
         (out / "probes.json").write_text(json.dumps(results, indent=1))
-    write_sheet(panels, out / "probes.png")
+    for probe in PROBES:  # the sheet shows every finished probe in --out, as probes.json does, not only this call's
+        if probe not in panels and probe in results and (out / probe / "generator.safetensors").is_file():
+            tiles = samples(probe, out / probe, SHEET_TILES)  # torch draws the same first latents for any count
+            panels[probe] = sheet_panel(panel_title(probe), reals(probe, 0, SHEET_TILES), tiles)
+    write_sheet([panels[p] for p in PROBES if p in panels], out / "probes.png")
     print(f"wrote {out / 'probes.json'}, {out / 'probes.png'}")
     return results
 

@@ -86,8 +86,11 @@ def test_quick_mode_trains_scores_and_draws(tmp_path: Path, capsys) -> None:
     D = shape_probes.final_discriminator(out / "palette-cond")
     saved = torch.load(sorted((out / "palette-cond" / "checkpoints").glob("*.pt"))[-1], weights_only=False)["D"]
     assert all(torch.equal(v, saved[k]) for k, v in D.state_dict().items())
+    before = np.asarray(Image.open(out / "probes.png"))
     again = shape_probes.main(["--quick", "--probes", "rectangles", "--out", str(out)])  # finished runs are reused
     assert again["rectangles"]["cpu_s"] == results["rectangles"]["cpu_s"]
+    # the sheet still shows both finished probes, with the same tiles, though this call ran one
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "probes.png")), before)
 
 
 class _RedCritic(torch.nn.Module):
