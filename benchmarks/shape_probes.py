@@ -156,15 +156,15 @@ def samples(probe: Probe, run: Path, count: int, *, seed: int = 0) -> torch.Tens
     return torch.cat(out)
 
 
-def final_discriminator(run: Path) -> torch.nn.Module:
-    """The run's discriminator from its latest checkpoint, at 32² (alpha 1), in eval mode."""
+def final_discriminator(run: Path) -> torch.nn.Module | None:
+    """The run's discriminator from its latest checkpoint, at 32² (alpha 1), in eval mode; None without a checkpoint."""
     import progrow as pg
     from progrow.adapters.progan.networks import ProGANDiscriminator
     from progrow.checkpoint import latest_checkpoint
 
     found = latest_checkpoint(run / "checkpoints")
     if found is None:
-        raise FileNotFoundError(f"{run / 'checkpoints'}: no checkpoint to read the discriminator from")
+        return None
     preset = found[1]["identity"]["preset"]
     net = ProGANDiscriminator(
         resolution=preset["resolution"],
@@ -288,16 +288,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         if probe == "palette-cond":  # does the final D tell the kinds, of the reals and of the fakes asked for each?
             D = final_discriminator(run)
-            ds = PaletteShapes(num_images=count)  # palette-cond's scenes (probe_dataset)
-            real_labels = torch.tensor([ds.label(i) for i in range(count)])
-            on_real = kind_accuracy(D, real_a, real_labels)
-            on_fake = kind_accuracy(D, fake, torch.arange(count) % len(KINDS))
-            results[probe] |= {"d_kind_real": round(on_real, 3), "d_kind_fake": round(on_fake, 3)}
-            print(
-                f"  {'':<13} D's classifier names the kind of {on_real:.0%} of the real images and of "
-                f"{on_fake:.0%} of G_ema's images (each asked for a kind); chance is 33%",
-                flush=True,
-            )
+            if D is None:
+                print(f"  {'':<13} (no checkpoint in {run / 'checkpoints'}: no discriminator to read the kinds)", flush=True)
+            else:
+                ds = PaletteShapes(num_images=count)  # palette-cond's scenes (probe_dataset)
+                real_labels = torch.tensor([ds.label(i) for i in range(count)])
+                on_real = kind_accuracy(D, real_a, real_labels)
+                on_fake = kind_accuracy(D, fake, torch.arange(count) % len(KINDS))
+                results[probe] |= {"d_kind_real": round(on_real, 3), "d_kind_fake": round(on_fake, 3)}
+                print(
+                    f"  {'':<13} D's classifier names the kind of {on_real:.0%} of the real images and of "
+                    f"{on_fake:.0%} of G_ema's images (each asked for a kind); chance is 33%",
+                    flush=True,
+                )
         panels[probe] = sheet_panel(panel_title(probe), real_a[:SHEET_TILES], fake[:SHEET_TILES])
         (out / "probes.json").write_text(json.dumps(results, indent=1))
     for probe in PROBES:  # the sheet shows every finished probe in --out, as probes.json does, not only this call's

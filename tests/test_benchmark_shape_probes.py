@@ -84,6 +84,7 @@ def test_quick_mode_trains_scores_and_draws(tmp_path: Path, capsys) -> None:
     assert 0 <= cond["d_kind_real"] <= 1 and 0 <= cond["d_kind_fake"] <= 1 and "d_kind_real" not in results["rectangles"]
     assert "D's classifier names the kind of" in printed
     D = shape_probes.final_discriminator(out / "palette-cond")
+    assert D is not None
     saved = torch.load(sorted((out / "palette-cond" / "checkpoints").glob("*.pt"))[-1], weights_only=False)["D"]
     assert all(torch.equal(v, saved[k]) for k, v in D.state_dict().items())
     before = np.asarray(Image.open(out / "probes.png"))
@@ -91,6 +92,14 @@ def test_quick_mode_trains_scores_and_draws(tmp_path: Path, capsys) -> None:
     assert again["rectangles"]["cpu_s"] == results["rectangles"]["cpu_s"]
     # the sheet still shows both finished probes, with the same tiles, though this call ran one
     np.testing.assert_array_equal(np.asarray(Image.open(out / "probes.png")), before)
+    # a finished run without checkpoints (G_ema exported, checkpoints removed) still scores; the classifier line says why not
+    for ckpt in (out / "palette-cond" / "checkpoints").iterdir():
+        ckpt.unlink()
+    capsys.readouterr()
+    later = shape_probes.main(["--quick", "--probes", "palette-cond", "--out", str(out)])
+    assert later["palette-cond"]["swd"] == results["palette-cond"]["swd"]
+    missing = f"(no checkpoint in {out / 'palette-cond' / 'checkpoints'}: no discriminator to read the kinds)"
+    assert missing in capsys.readouterr().out
 
 
 class _RedCritic(torch.nn.Module):
