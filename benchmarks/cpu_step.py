@@ -67,9 +67,7 @@ class Loop:
     def __init__(
         self, work: Path, resolution: int, alpha: float, *, channels_last: bool, r1_interval: int, cond: bool, steps: int
     ) -> None:
-        cache = _labelled_cache(work) if cond else work / "cache"
-        if not cond and not (cache / "meta.json").is_file():
-            pg.build_cache("synthetic:0:8", cache, resolution=4)  # the sampler is built, never read
+        cache = _cache(work, labelled=cond)
         argv = ["--preset", "cpu-demo", "--data", str(cache), "--out", str(work / "run"), "--device", "cpu"]
         argv.append("--channels-last" if channels_last else "--no-channels-last")
         if cond:
@@ -91,20 +89,25 @@ class Loop:
             update(self.run, self.state, self.reals, self.labels)
 
 
-def _labelled_cache(work: Path) -> Path:
-    """A cache of `NUM_CLASSES` labelled 4² images (the conditional run's classes; the sampler never reads it)."""
+def _cache(work: Path, *, labelled: bool) -> Path:
+    """A tiny 4² cache in `work`, built once: 8 synthetic images, or `NUM_CLASSES` labelled ones (the conditional
+    run's classes). The sampler is built on it and never read."""
     from PIL import Image
 
-    cache, folder = work / "labelled-cache", work / "labelled"
+    cache = work / ("labelled-cache" if labelled else "cache")
     if (cache / "meta.json").is_file():
         return cache
-    folder.mkdir()
-    labels = []
-    for k in range(NUM_CLASSES):
-        Image.new("RGB", (4, 4), (80 * k, 0, 0)).save(folder / f"{k}.png")
-        labels.append([f"{k}.png", k])
-    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
-    pg.build_cache(str(folder), cache, resolution=4)
+    source = "synthetic:0:8"
+    if labelled:
+        folder = work / "labelled"
+        folder.mkdir()
+        labels = []
+        for k in range(NUM_CLASSES):
+            Image.new("RGB", (4, 4), (80 * k, 0, 0)).save(folder / f"{k}.png")
+            labels.append([f"{k}.png", k])
+        (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+        source = str(folder)
+    pg.build_cache(source, cache, resolution=4)
     return cache
 
 
