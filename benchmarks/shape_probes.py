@@ -159,24 +159,15 @@ def samples(probe: Probe, run: Path, count: int, *, seed: int = 0) -> torch.Tens
 def final_discriminator(run: Path) -> torch.nn.Module | None:
     """The run's discriminator from its latest checkpoint, at 32² (alpha 1), in eval mode; None without a checkpoint."""
     import progrow as pg
-    from progrow.adapters.progan.networks import ProGANDiscriminator
+    from progrow.adapters.progan.export import discriminator_from_checkpoint
     from progrow.checkpoint import latest_checkpoint
 
     found = latest_checkpoint(run / "checkpoints")
     if found is None:
         return None
-    preset = found[1]["identity"]["preset"]
-    net = ProGANDiscriminator(
-        resolution=preset["resolution"],
-        num_classes=len(KINDS),
-        fmap_base=preset["fmap_base"],
-        fmap_max=preset["fmap_max"],
-        mbstd_group_size=preset["mbstd_group_size"],
-    )
-    D = pg.ProgressiveDiscriminator(net, img_channels=3)
-    D.load_state_dict(found[1]["D"])
-    D.set_state(pg.GrowthState(RESOLUTION, alpha=1.0, batch_size=32, lr=0.0))
-    return D.eval()
+    D, _ = discriminator_from_checkpoint(found[0])
+    D.set_state(pg.GrowthState(RESOLUTION))
+    return D
 
 
 @torch.no_grad()

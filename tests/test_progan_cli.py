@@ -8,9 +8,9 @@ from PIL import Image
 
 import progrow as pg
 from progrow.adapters.cli import main as progrow_main
-from progrow.adapters.progan.export import generator_from_checkpoint, load_generator
+from progrow.adapters.progan.export import discriminator_from_checkpoint, generator_from_checkpoint, load_generator
 from progrow.adapters.progan.train import main as train_main
-from progrow.checkpoint import latest_checkpoint
+from progrow.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,31 @@ def test_export_round_trips_bit_for_bit_and_matches_the_checkpoint(run_dir):
     z = torch.randn(3, G.net.latent_dim)
     assert torch.equal(G(z), from_ckpt(z))
     assert G(z).shape == (3, 3, 8, 8)
+
+
+def test_discriminator_from_checkpoint_scores_as_the_trained_one(run_dir, tmp_path):
+    path, payload = latest_checkpoint(run_dir / "checkpoints")
+    D, config = discriminator_from_checkpoint(path)
+    assert not D.training and D.growth_state.resolution == 8 and D.growth_state.alpha == 1.0
+    assert config["architecture"] == payload["architecture"]["discriminator"] and config["nimg"] == 128
+    for name, value in D.state_dict().items():
+        assert torch.equal(value, payload["D"][name]), name
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    scores = D(images)
+    assert scores.shape == (4, 1)
+
+    # A checkpoint written before D's arguments were stored rebuilds D from the preset in its identity.
+    old = load_checkpoint(path)
+    del old["architecture"]["discriminator"]
+    save_checkpoint(old, tmp_path / "old.pt", update_latest=False)
+    D_old, config_old = discriminator_from_checkpoint(tmp_path / "old.pt")
+    assert config_old["architecture"] == config["architecture"]
+    assert torch.equal(D_old(images), scores)
+
+    del old["architecture"]
+    save_checkpoint(old, tmp_path / "none.pt", update_latest=False)
+    with pytest.raises(ValueError, match=r"none\.pt: not a ProGAN training checkpoint"):
+        discriminator_from_checkpoint(tmp_path / "none.pt")
 
 
 def test_generate_writes_pngs(run_dir, tmp_path):

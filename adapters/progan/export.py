@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,17 @@ import torch
 
 import progrow as pg
 
-from .networks import ProGANGenerator
+from .networks import ProGANDiscriminator, ProGANGenerator
 from .presets import ProGANPreset
 
-__all__ = ["export_generator", "load_generator", "generator_from_checkpoint"]
+__all__ = [
+    "export_generator",
+    "load_generator",
+    "generator_from_checkpoint",
+    "discriminator_from_checkpoint",
+    "generator_kwargs",
+    "discriminator_kwargs",
+]
 
 EXPORT_FORMAT = "progrow.progan.generator/1"
 
@@ -58,6 +66,18 @@ def generator_kwargs(preset: ProGANPreset, num_classes: int) -> dict[str, Any]:
     }
 
 
+def discriminator_kwargs(preset: ProGANPreset | Mapping[str, Any], num_classes: int) -> dict[str, Any]:
+    """Keyword arguments of `ProGANDiscriminator` for a preset (or its `to_dict()` form, as in a checkpoint's identity)."""
+    fields = preset.to_dict() if isinstance(preset, ProGANPreset) else preset
+    return {
+        "resolution": fields["resolution"],
+        "num_classes": num_classes,
+        "fmap_base": fields["fmap_base"],
+        "fmap_max": fields["fmap_max"],
+        "mbstd_group_size": fields["mbstd_group_size"],
+    }
+
+
 def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
     """Rebuild an exported generator from `<stem>.safetensors` (its `<stem>.json` beside it); returns (G, config).
 
@@ -96,3 +116,29 @@ def generator_from_checkpoint(
     config = pg.ScheduleConfig.from_dict(payload["scheduler"]["config"])
     G.set_state(pg.ProgressiveScheduler(config).state_at(nimg))
     return G.to(device).eval(), {"architecture": arch["generator"], "img_channels": arch["img_channels"], "nimg": nimg}
+
+
+def discriminator_from_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu"
+) -> tuple[pg.ProgressiveDiscriminator, dict[str, Any]]:
+    """Rebuild D from a training checkpoint, bound to the growth state it was taken at, in eval mode; returns (D, config).
+
+    D scores images `[N, C, R, R]` in [-1, 1] as `[N, 1 + num_classes]` (the score first, then the class
+    logits of a conditional run). Checkpoints written before D's architecture was stored in them are
+    rebuilt from the preset in their identity.
+    """
+    from progrow.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(path)
+    arch = payload.get("architecture")
+    if arch is None:
+        raise ValueError(f"{path}: not a ProGAN training checkpoint (no 'architecture' entry)")
+    kwargs = arch.get("discriminator")
+    if kwargs is None:  # an older checkpoint: D's arguments follow from its preset and G's class count
+        kwargs = discriminator_kwargs(payload["identity"]["preset"], arch["generator"]["num_classes"])
+    D = pg.ProgressiveDiscriminator(ProGANDiscriminator(**kwargs), img_channels=arch["img_channels"])
+    D.load_state_dict(payload["D"])
+    nimg = int(payload["scheduler"]["nimg"])
+    config = pg.ScheduleConfig.from_dict(payload["scheduler"]["config"])
+    D.set_state(pg.ProgressiveScheduler(config).state_at(nimg))
+    return D.to(device).eval(), {"architecture": kwargs, "img_channels": arch["img_channels"], "nimg": nimg}

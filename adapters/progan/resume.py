@@ -23,7 +23,7 @@ from progrow.checkpoint import (
 
 from .data_source import describe_source, same_source
 from .distributed import gather_objects
-from .export import generator_kwargs
+from .export import discriminator_kwargs, generator_kwargs
 from .options import Options, UsageError
 from .run import Run, seed_latents
 
@@ -136,7 +136,11 @@ def checkpoint_payload(run: Run, rng: list[dict[str, Any]]) -> dict[str, Any]:
         "format": FORMAT,
         "identity": run.opts.identity(),
         "data": None if run.opts.source is None else run.opts.source.identity,
-        "architecture": {"generator": generator_kwargs(run.opts.preset, run.num_classes), "img_channels": run.G.img_channels},
+        "architecture": {
+            "generator": generator_kwargs(run.opts.preset, run.num_classes),
+            "discriminator": discriminator_kwargs(run.opts.preset, run.num_classes),
+            "img_channels": run.G.img_channels,
+        },
         "nimg": run.scheduler.nimg,
         "G": run.G.state_dict(),
         "D": run.D.state_dict(),

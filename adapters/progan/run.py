@@ -15,7 +15,7 @@ from progrow.data import ImageSampler, MultiResDataset, Prefetcher
 from progrow.memory import to_fake
 
 from .distributed import broadcast_module
-from .export import generator_kwargs
+from .export import discriminator_kwargs, generator_kwargs
 from .losses import DLoss, GLoss, losses_for
 from .networks import ProGANDiscriminator, ProGANGenerator
 from .options import Options
@@ -114,13 +114,7 @@ def build_models(
     p = opts.preset
     torch.manual_seed(opts.seed)  # the same initial weights on every rank
     net_g = ProGANGenerator(**generator_kwargs(p, num_classes))
-    net_d = ProGANDiscriminator(
-        resolution=p.resolution,
-        num_classes=num_classes,
-        fmap_base=p.fmap_base,
-        fmap_max=p.fmap_max,
-        mbstd_group_size=p.mbstd_group_size,
-    )
+    net_d = ProGANDiscriminator(**discriminator_kwargs(p, num_classes))
     device = "cpu" if fake_mode is not None else opts.device
     G = pg.ProgressiveGenerator(net_g, img_channels=img_channels).to(device)
     D = pg.ProgressiveDiscriminator(net_d, img_channels=img_channels).to(device)
