@@ -112,9 +112,7 @@ def generator_from_checkpoint(
         raise ValueError(f"{path}: not a ProGAN training checkpoint (no 'architecture' entry)")
     G = pg.ProgressiveGenerator(ProGANGenerator(**arch["generator"]), img_channels=arch["img_channels"])
     G.load_state_dict(payload["G_ema"]["module"])
-    nimg = int(payload["scheduler"]["nimg"])
-    config = pg.ScheduleConfig.from_dict(payload["scheduler"]["config"])
-    G.set_state(pg.ProgressiveScheduler(config).state_at(nimg))
+    nimg = _bind_to_checkpoint_state(G, payload)
     return G.to(device).eval(), {"architecture": arch["generator"], "img_channels": arch["img_channels"], "nimg": nimg}
 
 
@@ -138,7 +136,13 @@ def discriminator_from_checkpoint(
         kwargs = discriminator_kwargs(payload["identity"]["preset"], arch["generator"]["num_classes"])
     D = pg.ProgressiveDiscriminator(ProGANDiscriminator(**kwargs), img_channels=arch["img_channels"])
     D.load_state_dict(payload["D"])
+    nimg = _bind_to_checkpoint_state(D, payload)
+    return D.to(device).eval(), {"architecture": kwargs, "img_channels": arch["img_channels"], "nimg": nimg}
+
+
+def _bind_to_checkpoint_state(module: pg.ProgressiveGenerator | pg.ProgressiveDiscriminator, payload: dict[str, Any]) -> int:
+    """Bind `module` to the growth state of a checkpoint `payload` (its schedule at its image count); returns that count."""
     nimg = int(payload["scheduler"]["nimg"])
     config = pg.ScheduleConfig.from_dict(payload["scheduler"]["config"])
-    D.set_state(pg.ProgressiveScheduler(config).state_at(nimg))
-    return D.to(device).eval(), {"architecture": kwargs, "img_channels": arch["img_channels"], "nimg": nimg}
+    module.set_state(pg.ProgressiveScheduler(config).state_at(nimg))
+    return nimg
