@@ -104,12 +104,7 @@ def generator_from_checkpoint(
     path: str | Path, *, device: str | torch.device = "cpu"
 ) -> tuple[pg.ProgressiveGenerator, dict[str, Any]]:
     """Rebuild G_ema from a training checkpoint, bound to the growth state the checkpoint was taken at."""
-    from progrow.checkpoint import load_checkpoint
-
-    payload = load_checkpoint(path)
-    arch = payload.get("architecture")
-    if arch is None:
-        raise ValueError(f"{path}: not a ProGAN training checkpoint (no 'architecture' entry)")
+    payload, arch = _training_checkpoint(path)
     G = pg.ProgressiveGenerator(ProGANGenerator(**arch["generator"]), img_channels=arch["img_channels"])
     G.load_state_dict(payload["G_ema"]["module"])
     nimg = _bind_to_checkpoint_state(G, payload)
@@ -125,12 +120,7 @@ def discriminator_from_checkpoint(
     logits of a conditional run). Checkpoints written before D's architecture was stored in them are
     rebuilt from the preset in their identity.
     """
-    from progrow.checkpoint import load_checkpoint
-
-    payload = load_checkpoint(path)
-    arch = payload.get("architecture")
-    if arch is None:
-        raise ValueError(f"{path}: not a ProGAN training checkpoint (no 'architecture' entry)")
+    payload, arch = _training_checkpoint(path)
     kwargs = arch.get("discriminator")
     if kwargs is None:  # an older checkpoint: D's arguments follow from its preset and G's class count
         kwargs = discriminator_kwargs(payload["identity"]["preset"], arch["generator"]["num_classes"])
@@ -138,6 +128,17 @@ def discriminator_from_checkpoint(
     D.load_state_dict(payload["D"])
     nimg = _bind_to_checkpoint_state(D, payload)
     return D.to(device).eval(), {"architecture": kwargs, "img_channels": arch["img_channels"], "nimg": nimg}
+
+
+def _training_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A training checkpoint's payload and its `architecture` entry; a ValueError naming `path` when it has none."""
+    from progrow.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(path)
+    arch = payload.get("architecture")
+    if arch is None:
+        raise ValueError(f"{path}: not a ProGAN training checkpoint (no 'architecture' entry)")
+    return payload, arch
 
 
 def _bind_to_checkpoint_state(module: pg.ProgressiveGenerator | pg.ProgressiveDiscriminator, payload: dict[str, Any]) -> int:
