@@ -288,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget", type=float, default=None, help="training CPU-seconds per variant (default: 600 at 32², 2400 at 64²)"
     )
     p.add_argument("--samples", type=int, default=1000, help="generated and real images per SWD (default: 1000)")
+    p.add_argument(
+        "--level-samples",
+        type=int,
+        default=4000,
+        help="generated and real images per SWD of a pyramid level at the stage ends and the end (default: 4000)",
+    )
     p.add_argument("--images", type=int, default=10_000, help="images per dataset (default: 10000)")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at once, each in its own process (0: in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per variant (default: 1)")
@@ -363,15 +369,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     res, preset = args.resolution, PRESET_AT[args.resolution]
     overrides = parse_overrides(args.set, preset)
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET[res]
-    images, samples, jobs, phase_kimg, trace_kimg = args.images, args.samples, args.jobs, args.phase_kimg, args.trace_kimg
+    images, samples, level_samples = args.images, args.samples, args.level_samples
+    jobs, phase_kimg, trace_kimg = args.jobs, args.phase_kimg, args.trace_kimg
     if args.quick:  # every code path, with a few hundred images, short phases and seconds of training
-        budget, images, samples, jobs, phase_kimg, trace_kimg = 2.0, 128, 32, 0, 0.016, 0.1
+        budget, images, samples, level_samples, jobs, phase_kimg, trace_kimg = 2.0, 128, 32, 48, 0, 0.016, 0.1
+    for name, n in (("--samples", samples), ("--level-samples", level_samples)):
+        if n < 2 or 2 * n > images:  # two disjoint sets of real images: the reference and the floor's
+            _usage_error(f"{name}: expected 2 to {images // 2} (two disjoint sets of the --images {images}), got {n}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{cpu_model()} ({os.cpu_count()} CPUs)"  # SWD at a CPU-second budget depends on it: name it
     print(
         f"quality: {res}², {budget:.0f} training CPU-seconds per variant, {args.threads} thread(s) each, "
-        f"{samples} samples per SWD; {machine}, load {os.getloadavg()[0]:.1f}",
+        f"{samples} samples per SWD ({level_samples} per level at the stage ends); {machine}, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -379,12 +389,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from progrow.data import MultiResDataset
     from progrow.metrics.swd import swd
 
-    floors, level_floors, real_borders, reference_sets = {}, {}, {}, {}
+    floors, level_floors, trace_floors, real_borders, reference_sets = {}, {}, {}, {}, {}
     for d, cache in caches.items():
         a, b = real_halves(len(MultiResDataset(cache)), samples)
         reference_sets[d] = real_images(cache, res, a)
         floors[d] = round(swd(real_images(cache, res, b), reference_sets[d])["swd"], 3)
-        level_floors[d] = level_swds(real_images(cache, res, b), cache, a)  # each pyramid level's real vs real
+        trace_floors[d] = level_swds(real_images(cache, res, b), cache, a)  # each level's real vs real, as the trace
+        if level_samples == samples:
+            level_floors[d] = trace_floors[d]
+        else:  # as the stage ends are scored
+            a, b = real_halves(len(MultiResDataset(cache)), level_samples)
+            level_floors[d] = level_swds(real_images(cache, res, b), cache, a)
         real_borders[d] = border_step(reference_sets[d][:64])
     specs = [
         {
@@ -394,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "resolution": res,
             "budget": budget,
             "samples": samples,
+            "level_samples": level_samples,
             "threads": args.threads,
             "seed": args.seed,
             "preset": preset,
@@ -463,14 +479,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     print("\n" + "\n".join(report))
     plotted = write_plot(results, floors, out / "swd.png")
-    traced = write_level_plot(results, level_floors, out / "levels.png")
+    traced = write_level_plot(results, trace_floors, out / "levels.png")
     summary = {
         "resolution": res,
         "budget_cpu_s": budget,
         "samples": samples,
+        "level_samples": level_samples,
         "machine": machine,
         "floors": floors,
         "level_floors": level_floors,
+        "trace_floors": trace_floors,
         "real_border_step": real_borders,
         "results": results,
         "verdicts": report,

@@ -202,3 +202,39 @@ def test_a_bad_set_is_one_error_line_with_exit_2_before_any_work(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "q").exists()  # refused before the data or any variant
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--level-samples", "6000"], "--level-samples: expected 2 to 5000 (two disjoint sets of the --images 10000), got 6000"),
+        (["--samples", "1", "--images", "100"], "--samples: expected 2 to 50 (two disjoint sets of the --images 100), got 1"),
+    ],
+)
+def test_sample_counts_that_leave_no_two_disjoint_real_sets_are_refused_before_any_work(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--out", str(tmp_path / "q"), *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+    assert not (tmp_path / "q").exists()
+
+
+def test_the_stage_ends_and_the_end_are_scored_with_the_level_samples_and_the_trace_with_the_samples(tmp_path, monkeypatch):
+    scored: list[tuple[int, int]] = []  # (generated, real) images of every level scoring while training
+    original = _quality_eval.level_swds
+
+    def recording(fakes, cache, real_index):
+        scored.append((len(fakes), len(real_index)))
+        return original(fakes, cache, real_index)
+
+    monkeypatch.setattr(_quality_eval, "level_swds", recording)
+    summary = quality.main(["--quick", "--out", str(tmp_path / "q"), "--datasets", "shapes", "--variants", "progan"])
+    result = summary["results"]["shapes"]["progan"]
+    assert (summary["samples"], summary["level_samples"]) == (32, 48)  # the quick mode's
+    assert scored.count((48, 48)) == len(result["stage_ends"]) == 4  # three stage ends and the end
+    assert scored.count((32, 32)) == len(result["trace"]) and len(scored) == 4 + len(result["trace"])
+    cache = next((tmp_path / "q" / "data").glob("shapes-*"))
+    a, b = _quality_data.real_halves(128, 48)  # the quick mode's 128 images
+    assert summary["level_floors"]["shapes"] == original(_quality_data.real_images(cache, 32, b), cache, a)
+    assert summary["trace_floors"]["shapes"] != summary["level_floors"]["shapes"]

@@ -15,15 +15,24 @@ __all__ = ["LOSSES", "DLoss", "GLoss", "losses_for"]
 
 
 class DLoss(Protocol):
-    """`d_loss(preset, critic, reals, fakes, regularize=…)`: the critic maps images `[N, C, R, R]` to scores `[N, 1]`.
+    """`d_loss(preset, critic, reals, fakes, regularize=…, resolution=…)`: the critic maps `[N, C, R, R]` to `[N, 1]`.
 
-    `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips. The critic's first call is
+    `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips. `resolution` is the
+    stage's (the training step passes it), for settings that differ by stage (`preset.r1_gamma_at`). The critic's first call is
     on the reals (or a detached copy of them) and its second on the fakes: a conditional training step reads
     the class logits of those two calls (tested for every loss in `LOSSES`).
     """
 
     def __call__(
-        self, p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, /, *, regularize: bool = True
+        self,
+        p: ProGANPreset,
+        critic: Callable[[Tensor], Tensor],
+        reals: Tensor,
+        fakes: Tensor,
+        /,
+        *,
+        regularize: bool = True,
+        resolution: int | None = None,
     ) -> pg.LossOutput: ...
 
 
@@ -32,22 +41,41 @@ GLoss = Callable[[Tensor], pg.LossOutput]
 
 
 def _wgan_gp_d(
-    p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, *, regularize: bool = True
+    p: ProGANPreset,
+    critic: Callable[[Tensor], Tensor],
+    reals: Tensor,
+    fakes: Tensor,
+    *,
+    regularize: bool = True,
+    resolution: int | None = None,
 ) -> pg.LossOutput:
     return pg.wgan_gp_d_loss(critic, reals, fakes, gp_weight=p.gp_weight, drift_weight=p.drift_weight)
 
 
 def _lsgan_d(
-    p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, *, regularize: bool = True
+    p: ProGANPreset,
+    critic: Callable[[Tensor], Tensor],
+    reals: Tensor,
+    fakes: Tensor,
+    *,
+    regularize: bool = True,
+    resolution: int | None = None,
 ) -> pg.LossOutput:
     return pg.lsgan_d_loss(critic, reals, fakes)
 
 
 def _logistic_d(
-    p: ProGANPreset, critic: Callable[[Tensor], Tensor], reals: Tensor, fakes: Tensor, *, regularize: bool = True
+    p: ProGANPreset,
+    critic: Callable[[Tensor], Tensor],
+    reals: Tensor,
+    fakes: Tensor,
+    *,
+    regularize: bool = True,
+    resolution: int | None = None,
 ) -> pg.LossOutput:
     # Lazy R1 (StyleGAN2): on every `r1_interval`-th step, weighted by the interval, so its mean weight is γ.
-    return pg.logistic_d_loss(critic, reals, fakes, r1_gamma=p.r1_gamma * p.r1_interval if regularize else 0.0)
+    gamma = p.r1_gamma_at(resolution)
+    return pg.logistic_d_loss(critic, reals, fakes, r1_gamma=gamma * p.r1_interval if regularize else 0.0)
 
 
 LOSSES: dict[str, tuple[DLoss, GLoss]] = {

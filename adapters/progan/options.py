@@ -257,13 +257,14 @@ class Options:
         for bookkeeping in ("tick_kimg", "checkpoint_ticks", "keep_checkpoints", "grid_size"):
             preset.pop(bookkeeping)
         # Fields added later: at their defaults, checkpoints made before them still match.
-        later_fields = (
+        later_fields: tuple[tuple[str, Any], ...] = (
             ("g_padding", "zeros"),
             ("r1_interval", 1),
             ("warm_start", "off"),
             ("warm_start_steps", 200),
             ("stage_anchor", 0.0),
             ("stage_anchor_levels", "previous"),
+            ("r1_gamma_per_res", {}),
         )
         for later, default in later_fields:
             if preset[later] == default:
@@ -325,6 +326,8 @@ def _preset(args: argparse.Namespace, dist: DistInfo) -> ProGANPreset:
     preset = get_preset(args.preset)
     schedule = _schedule(args, preset, dist)
     changes: dict[str, Any] = {"schedule": schedule}
+    if args.no_growing and preset.r1_gamma_per_res:  # one stage: the final resolution's γ, as its lr and minibatch
+        changes.update(r1_gamma=preset.r1_gamma_at(schedule.final_resolution), r1_gamma_per_res={})
     if args.mirror is not None:
         changes["mirror"] = args.mirror
     for name in ("checkpoint_ticks", "keep_checkpoints"):

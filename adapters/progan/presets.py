@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -36,7 +37,9 @@ class ProGANPreset:
     loss: LossName = "wgan-gp"  # paper: WGAN-GP
     gp_weight: float = 10.0  # WGAN-GP λ
     drift_weight: float = 1e-3  # WGAN-GP drift ε
-    r1_gamma: float = 10.0  # used by the logistic loss only
+    r1_gamma: float = 10.0  # R1's weight γ; used by the logistic loss only
+    # γ by stage resolution, overriding `r1_gamma` there: {32: 1.0} smooths D at the 32² stage only.
+    r1_gamma_per_res: Mapping[int, float] = field(default_factory=dict)
     r1_interval: int = 1  # R1 on every Nth D step, weighted ×N (StyleGAN2's lazy R1); 1 = every step; logistic only
     ema_beta: float = 0.999  # generator EMA per step (paper: 0.999)
     mirror: bool = True  # random horizontal flips of the reals
@@ -54,6 +57,7 @@ class ProGANPreset:
     stage_anchor_levels: AnchorLevels = "previous"  # the MSE at R/2 only, or summed over every coarser level ("all")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "r1_gamma_per_res", self._r1_gamma_table())  # JSON's string keys become ints
         if isinstance(self.r1_interval, bool) or not isinstance(self.r1_interval, int) or self.r1_interval < 1:
             raise ValueError(f"preset {self.name!r}: r1_interval expected an int ≥ 1, got {self.r1_interval!r}")
         if self.warm_start not in ("off", "generator", "both"):
@@ -69,6 +73,32 @@ class ProGANPreset:
                 f"preset {self.name!r}: stage_anchor_levels expected 'previous' or 'all', got {self.stage_anchor_levels!r}"
             )
 
+    def _r1_gamma_table(self) -> dict[int, float]:
+        """`r1_gamma_per_res` checked, with int keys in ascending order; `ValueError` naming the entry otherwise."""
+        where = f"preset {self.name!r}: r1_gamma"
+        for value, at in ((self.r1_gamma, ""), *((v, f"_per_res[{k!r}]") for k, v in self._r1_items())):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{where}{at} expected a finite number ≥ 0, got {value!r}")
+        table = {}
+        allowed = self.schedule.resolutions
+        for key, value in self._r1_items():
+            res = int(key) if isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit()) else None
+            if isinstance(key, bool) or res not in allowed:
+                expected = ", ".join(map(str, allowed))
+                raise ValueError(f"{where}_per_res: key {key!r} is not a resolution of the schedule; expected one of {expected}")
+            table[res] = float(value)
+        return dict(sorted(table.items()))
+
+    def _r1_items(self) -> list[tuple[Any, Any]]:
+        if not isinstance(self.r1_gamma_per_res, Mapping):
+            got = type(self.r1_gamma_per_res).__name__
+            raise ValueError(f"preset {self.name!r}: r1_gamma_per_res expected a mapping resolution -> γ, got {got}")
+        return list(self.r1_gamma_per_res.items())
+
+    def r1_gamma_at(self, resolution: int | None) -> float:
+        """R1's γ at the stage of `resolution` (`r1_gamma` where the table has no entry, or for None)."""
+        return float(self.r1_gamma_per_res.get(resolution, self.r1_gamma)) if resolution is not None else float(self.r1_gamma)
+
     def tick_kimg_at(self, resolution: int) -> float:
         """Kimg between two ticks at `resolution`."""
         return float(self.tick_kimg.get(resolution, min(self.tick_kimg.values(), default=20.0)))
@@ -79,6 +109,7 @@ class ProGANPreset:
         d["schedule"] = self.schedule.to_dict()
         d["adam_betas"] = list(self.adam_betas)
         d["tick_kimg"] = {str(k): v for k, v in sorted(self.tick_kimg.items())}
+        d["r1_gamma_per_res"] = {str(k): v for k, v in self.r1_gamma_per_res.items()}
         return d
 
 

@@ -47,7 +47,7 @@ def update(run: Run, state: pg.GrowthState, reals: Tensor, real_labels: Tensor |
             _, fakes = _generate(run, n, labels)
         regularize = run.d_steps % opts.preset.r1_interval == 0
         critic = _ScoreCritic(D)
-        d_out = d_loss_fn(opts.preset, critic, reals, fakes, regularize=regularize)
+        d_out = d_loss_fn(opts.preset, critic, reals, fakes, regularize=regularize, resolution=state.resolution)
         d_loss = d_out.loss
         if run.num_classes:  # auxiliary classifier on reals and fakes, as the official conditional loss
             real_out, fake_out = critic.calls[:2]
