@@ -57,8 +57,9 @@ def _identity(preset):
 
 
 def test_an_empty_table_leaves_the_resume_identity_of_older_checkpoints():
-    assert "r1_gamma_per_res" not in _identity(presets.get_preset("cpu-demo"))
-    assert _identity(_demo(r1_gamma_per_res={32: 1.0}))["r1_gamma_per_res"] == {"32": 1.0}
+    paper = presets.get_preset("paper-1024")
+    assert paper.r1_gamma_per_res == {} and "r1_gamma_per_res" not in _identity(paper)
+    assert _identity(presets.get_preset("cpu-demo"))["r1_gamma_per_res"] == {"32": 0.5}  # the demo's: 0.5 at 32²
 
 
 def test_each_stage_s_discriminator_loss_uses_its_resolution_s_gamma(tmp_path, monkeypatch):
