@@ -18,9 +18,9 @@ class DLoss(Protocol):
     """`d_loss(preset, critic, reals, fakes, regularize=…, resolution=…)`: the critic maps `[N, C, R, R]` to `[N, 1]`.
 
     `regularize` is False on the steps a lazy R1 (`preset.r1_interval` > 1) skips. `resolution` is the
-    stage's (the training step passes it), for settings that differ by stage (`preset.r1_gamma_at`). The critic's first call is
-    on the reals (or a detached copy of them) and its second on the fakes: a conditional training step reads
-    the class logits of those two calls (tested for every loss in `LOSSES`).
+    stage's (the training step passes it), for settings that differ by stage (`preset.r1_gamma_at`). The
+    critic's first call is on the reals (or a detached copy of them) and its second on the fakes: a
+    conditional training step reads the class logits of those two calls (tested for every loss in `LOSSES`).
     """
 
     def __call__(

@@ -75,29 +75,26 @@ class ProGANPreset:
 
     def _r1_gamma_table(self) -> dict[int, float]:
         """`r1_gamma_per_res` checked, with int keys in ascending order; `ValueError` naming the entry otherwise."""
-        where = f"preset {self.name!r}: r1_gamma"
-        for value, at in ((self.r1_gamma, ""), *((v, f"_per_res[{k!r}]") for k, v in self._r1_items())):
+        where, table, allowed = f"preset {self.name!r}: r1_gamma", self.r1_gamma_per_res, self.schedule.resolutions
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{where}_per_res expected a mapping resolution -> γ, got {type(table).__name__}")
+        out = {}
+        for value, at in ((self.r1_gamma, ""), *((v, f"_per_res[{k!r}]") for k, v in table.items())):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ValueError(f"{where}{at} expected a finite number ≥ 0, got {value!r}")
-        table = {}
-        allowed = self.schedule.resolutions
-        for key, value in self._r1_items():
+        for key, value in table.items():
             res = int(key) if isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit()) else None
             if isinstance(key, bool) or res not in allowed:
                 expected = ", ".join(map(str, allowed))
                 raise ValueError(f"{where}_per_res: key {key!r} is not a resolution of the schedule; expected one of {expected}")
-            table[res] = float(value)
-        return dict(sorted(table.items()))
-
-    def _r1_items(self) -> list[tuple[Any, Any]]:
-        if not isinstance(self.r1_gamma_per_res, Mapping):
-            got = type(self.r1_gamma_per_res).__name__
-            raise ValueError(f"preset {self.name!r}: r1_gamma_per_res expected a mapping resolution -> γ, got {got}")
-        return list(self.r1_gamma_per_res.items())
+            out[res] = float(value)
+        return dict(sorted(out.items()))
 
     def r1_gamma_at(self, resolution: int | None) -> float:
         """R1's γ at the stage of `resolution` (`r1_gamma` where the table has no entry, or for None)."""
-        return float(self.r1_gamma_per_res.get(resolution, self.r1_gamma)) if resolution is not None else float(self.r1_gamma)
+        if resolution is None:
+            return float(self.r1_gamma)
+        return float(self.r1_gamma_per_res.get(resolution, self.r1_gamma))
 
     def tick_kimg_at(self, resolution: int) -> float:
         """Kimg between two ticks at `resolution`."""
