@@ -8,6 +8,7 @@ from typing import Protocol
 from torch import Tensor
 
 import progrow as pg
+from progrow.losses import Critic
 
 from .presets import ProGANPreset
 
@@ -26,7 +27,7 @@ class DLoss(Protocol):
     def __call__(
         self,
         p: ProGANPreset,
-        critic: Callable[[Tensor], Tensor],
+        critic: Critic,
         reals: Tensor,
         fakes: Tensor,
         /,
@@ -41,37 +42,19 @@ GLoss = Callable[[Tensor], pg.LossOutput]
 
 
 def _wgan_gp_d(
-    p: ProGANPreset,
-    critic: Callable[[Tensor], Tensor],
-    reals: Tensor,
-    fakes: Tensor,
-    *,
-    regularize: bool = True,
-    resolution: int | None = None,
+    p: ProGANPreset, critic: Critic, reals: Tensor, fakes: Tensor, *, regularize: bool = True, resolution: int | None = None
 ) -> pg.LossOutput:
     return pg.wgan_gp_d_loss(critic, reals, fakes, gp_weight=p.gp_weight, drift_weight=p.drift_weight)
 
 
 def _lsgan_d(
-    p: ProGANPreset,
-    critic: Callable[[Tensor], Tensor],
-    reals: Tensor,
-    fakes: Tensor,
-    *,
-    regularize: bool = True,
-    resolution: int | None = None,
+    p: ProGANPreset, critic: Critic, reals: Tensor, fakes: Tensor, *, regularize: bool = True, resolution: int | None = None
 ) -> pg.LossOutput:
     return pg.lsgan_d_loss(critic, reals, fakes)
 
 
 def _logistic_d(
-    p: ProGANPreset,
-    critic: Callable[[Tensor], Tensor],
-    reals: Tensor,
-    fakes: Tensor,
-    *,
-    regularize: bool = True,
-    resolution: int | None = None,
+    p: ProGANPreset, critic: Critic, reals: Tensor, fakes: Tensor, *, regularize: bool = True, resolution: int | None = None
 ) -> pg.LossOutput:
     # Lazy R1 (StyleGAN2): on every `r1_interval`-th step, weighted by the interval, so its mean weight is γ.
     gamma = p.r1_gamma_at(resolution)
