@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_step.py              # every stage 4² → 32², fade and stable: about 5 minutes on 2 CPU cores
     python benchmarks/cpu_step.py --cond       # the conditional step (--cond) against the unconditional one
+    python benchmarks/cpu_step.py --bf16       # bf16 autocast (--precision bf16) against fp32
     python benchmarks/cpu_step.py --quick      # a smoke run (seconds; too few rounds to judge)
 
 Each variant is the training script's own run and step (`build_run`, `update`: `train_step` once the
@@ -18,6 +19,12 @@ With `--cond`, two variants at those defaults instead: **unconditional** and **c
 three classes: a one-hot label into G, class logits out of D and the auxiliary classifier's loss), and
 the ratios are the other way round, the conditional step's cost (conditional time / unconditional
 time): D runs once per batch in both, so the labels should cost little beside it.
+
+With `--bf16`, **fp32** against **bf16** (`--precision bf16`: the step under bf16 autocast), both at the
+defaults, ratios fp32 time / bf16 time. The header says whether this CPU has AMX tiles
+(`progrow.adapters.devices.cpu_bf16_is_fast`), which decides whether the training script warns of
+`--precision bf16` on a CPU: with AMX, oneDNN runs bf16 convolutions in the tiles and they beat fp32;
+without, it uses slower bf16 instructions or none, and bf16 is slower than fp32.
 
 The variants run interleaved in one process (A B C D, D C B A, …), one block of steps each per round;
 ratios (baseline time / variant time) are taken within a round, median (min–max) over rounds. The last
@@ -38,6 +45,7 @@ from pathlib import Path
 import torch
 
 import progrow as pg
+from progrow.adapters.devices import cpu_bf16_is_fast
 from progrow.adapters.progan.distributed import DistInfo
 from progrow.adapters.progan.step import update
 from progrow.adapters.progan.train import build_parser, build_run, resolve_options
@@ -46,14 +54,15 @@ from progrow.data import MultiResDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import fmt_ratio, interleave, machine_header, summary  # noqa: E402
 
-# name: (channels_last, r1_interval, conditional); the first of each set is the baseline of the ratios.
+# name: (channels_last, r1_interval, conditional, precision); the first of each set is the baseline of the ratios.
 VARIANTS = {
-    "baseline": (False, 1, False),
-    "channels_last": (True, 1, False),
-    "lazy R1": (False, 4, False),
-    "both": (True, 4, False),
+    "baseline": (False, 1, False, "fp32"),
+    "channels_last": (True, 1, False, "fp32"),
+    "lazy R1": (False, 4, False, "fp32"),
+    "both": (True, 4, False, "fp32"),
 }
-COND_VARIANTS = {"unconditional": (True, 4, False), "conditional": (True, 4, True)}
+COND_VARIANTS = {"unconditional": (True, 4, False, "fp32"), "conditional": (True, 4, True, "fp32")}
+BF16_VARIANTS = {"fp32": (True, 4, False, "fp32"), "bf16": (True, 4, False, "bf16")}
 NUM_CLASSES = 3  # of the conditional variant's labels
 MAX_COND_COST = 1.15  # --cond target: the conditional step at most this × the unconditional one
 STAGES = [(4, 1.0)] + [(r, a) for r in (8, 16, 32) for a in (0.5, 1.0)]
@@ -65,10 +74,20 @@ class Loop:
     """The training script's run for `cpu-demo`, its wrappers set to one stage's state; `block()` runs `steps` steps."""
 
     def __init__(
-        self, work: Path, resolution: int, alpha: float, *, channels_last: bool, r1_interval: int, cond: bool, steps: int
+        self,
+        work: Path,
+        resolution: int,
+        alpha: float,
+        *,
+        channels_last: bool,
+        r1_interval: int,
+        cond: bool,
+        precision: str = "fp32",
+        steps: int,
     ) -> None:
         cache = _cache(work, labelled=cond)
         argv = ["--preset", "cpu-demo", "--data", str(cache), "--out", str(work / "run"), "--device", "cpu"]
+        argv += ["--precision", precision]
         argv.append("--channels-last" if channels_last else "--no-channels-last")
         if cond:
             argv.append("--cond")
@@ -127,18 +146,24 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds per stage (default: 8)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, as the main job on 2 cores)")
-    p.add_argument("--cond", action="store_true", help="the conditional step against the unconditional one instead")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--cond", action="store_true", help="the conditional step against the unconditional one instead")
+    mode.add_argument("--bf16", action="store_true", help="the step under bf16 autocast against fp32 instead")
     p.add_argument("--quick", action="store_true", help=f"smoke run: 2 rounds of {QUICK_STEPS} steps at 4² and 8² only")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds, stages = (2, STAGES[:2]) if args.quick else (args.rounds, STAGES)
-    variants = COND_VARIANTS if args.cond else VARIANTS
+    variants = COND_VARIANTS if args.cond else BF16_VARIANTS if args.bf16 else VARIANTS
     names = list(variants)
     base = names[0]
     started = time.perf_counter()
     if args.cond:
         print(machine_header("cpu_step.py: the cpu-demo step, unconditional vs conditional (--cond)"))
         print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5; {NUM_CLASSES} classes\n")
+    elif args.bf16:
+        print(machine_header("cpu_step.py: the cpu-demo step, fp32 vs bf16 autocast (--bf16)"))
+        amx = "yes" if cpu_bf16_is_fast() else "no"
+        print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5; AMX tiles on this CPU: {amx}\n")
     else:
         print(machine_header("cpu_step.py: the cpu-demo step, baseline vs channels_last vs lazy R1 (×4)"))
         print(f"# {rounds} interleaved rounds per stage; batch 32; fades at alpha 0.5\n")
@@ -153,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         for resolution, alpha in stages:
             steps = QUICK_STEPS if args.quick else STEPS_PER_BLOCK[resolution]
             loops = {
-                n: Loop(Path(tmp), resolution, alpha, channels_last=cl, r1_interval=k, cond=c, steps=steps)
-                for n, (cl, k, c) in variants.items()
+                n: Loop(Path(tmp), resolution, alpha, channels_last=cl, r1_interval=k, cond=c, precision=pr, steps=steps)
+                for n, (cl, k, c, pr) in variants.items()
             }
             times = interleave({n: loop.block for n, loop in loops.items()}, rounds=rounds)
             cells, ratios = [], []
@@ -181,6 +206,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {n:<14} {total[n]:7.0f} s   {total[n] / total[base]:.2f}× the unconditional step")
             else:
                 print(f"  {n:<14} {total[n]:7.0f} s   {total[base] / total[n]:.2f}× the baseline")
+    if args.bf16:
+        _bf16_verdict(medians["bf16"], None if args.quick else total[base] / total["bf16"])
+        print(f"\n({time.perf_counter() - started:.0f} s; a shared machine: rerun if the min–max ranges are wide)")
+        return
     print("\nTargets:")
     for n in names[1:]:
         lo, hi = min(medians[n]), max(medians[n])
@@ -191,6 +220,20 @@ def main(argv: list[str] | None = None) -> None:
             verdict = "MET" if lo >= 1.05 else "NOT MET"
             print(f"  {n} ≥ 1.05× the baseline at every stage: {verdict} (medians {lo:.2f}×–{hi:.2f}×)")
     print(f"\n({time.perf_counter() - started:.0f} s; a shared machine: rerun if the min–max ranges are wide)")
+
+
+def _bf16_verdict(stage_medians: list[float], main_job: float | None) -> None:
+    """Whether the training script's `--precision bf16` warning on a CPU (given unless it has AMX tiles) is right here."""
+    fast = cpu_bf16_is_fast()
+    # Over the main job's steps when measured, else (--quick) the stages' median ratio.
+    speedup = main_job if main_job is not None else sorted(stage_medians)[len(stage_medians) // 2]
+    right = (speedup > 1.0) == fast
+    warns = "does not warn" if fast else "warns that it is slower"
+    print("\nTarget:")
+    print(
+        f"  --precision bf16 {warns} on this CPU (AMX tiles: {'yes' if fast else 'no'}), and bf16 is {speedup:.2f}× "
+        f"as fast as fp32 here: {'MET' if right else 'NOT MET'}"
+    )
 
 
 if __name__ == "__main__":

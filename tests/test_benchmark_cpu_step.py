@@ -27,6 +27,21 @@ def test_the_conditional_loop_trains_the_conditional_networks(tmp_path: Path) ->
     assert plain.run.num_classes == 0 and plain.labels is None
 
 
+def test_the_bf16_loop_trains_under_bf16_autocast(tmp_path: Path) -> None:
+    from progrow.layers import EqualizedConv2d
+
+    seen: set[torch.dtype] = set()
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        loop = cpu_step.Loop(tmp_path, 8, 0.5, channels_last=True, r1_interval=4, cond=False, precision=precision, steps=1)
+        seen.clear()
+        convs = [m for net in (loop.run.G, loop.run.D) for m in net.modules() if isinstance(m, EqualizedConv2d)]
+        handles = [m.register_forward_hook(lambda module, args, out: seen.add(out.dtype)) for m in convs]
+        loop.block()
+        for handle in handles:
+            handle.remove()
+        assert loop.run.last_step_ok and seen == {dtype}, (precision, seen)
+
+
 @pytest.mark.parametrize(
     ("extra", "columns", "target"),
     [
@@ -39,6 +54,12 @@ def test_the_conditional_loop_trains_the_conditional_networks(tmp_path: Path) ->
             ["--cond"],
             ["unconditional", "conditional"],
             r"  conditional ≤ 1\.15× the unconditional step at every stage: (MET|NOT MET) \(medians",
+        ),
+        (
+            ["--bf16"],
+            ["fp32", "bf16"],
+            r"  --precision bf16 (does not warn|warns that it is slower) on this CPU \(AMX tiles: (yes|no)\), "
+            r"and bf16 is \d+\.\d\d× as fast as fp32 here: (MET|NOT MET)$",
         ),
     ],
 )

@@ -201,15 +201,29 @@ def test_kimg_reports_the_real_figure(tmp_path, capsys):
     assert f"done: {shown / 1000:.3f} kimg;" in capsys.readouterr().out
 
 
-def test_half_precision_on_a_cpu_warns_once(capsys):
+@pytest.mark.parametrize("amx", [False, True])
+def test_half_precision_on_a_cpu_warns_once_where_it_is_slow(amx, capsys, monkeypatch):
+    from progrow.adapters.progan import options
     from progrow.adapters.progan.distributed import DistInfo
 
-    args = T.build_parser().parse_args(["--precision", "bf16", "--device", "cpu"])
-    T.resolve_options(args, DistInfo())
-    err = capsys.readouterr().err
-    assert err.count("warning:") == 1 and "--precision bf16 on a CPU is much slower than fp32" in err
-    T.resolve_options(T.build_parser().parse_args(["--precision", "fp32", "--device", "cpu"]), DistInfo())
-    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(options, "cpu_bf16_is_fast", lambda: amx)
+
+    def warnings(precision: str) -> str:
+        T.resolve_options(T.build_parser().parse_args(["--precision", precision, "--device", "cpu"]), DistInfo())
+        return capsys.readouterr().err
+
+    err = warnings("bf16")
+    if amx:  # bf16 convolutions in AMX tiles beat fp32: nothing to warn of
+        assert err == ""
+    else:
+        assert err.count("warning:") == 1
+        assert "--precision bf16 on a CPU is slower than fp32 on a CPU without AMX tiles, as this one" in err
+    err = warnings("fp16")
+    assert err.count("warning:") == 1 and "--precision fp16 on a CPU is much slower than fp32 there" in err
+    assert warnings("fp32") == "" and warnings("auto") == ""
+    second_rank = DistInfo(rank=1, local_rank=1, world_size=2)
+    quiet = T.resolve_options(T.build_parser().parse_args(["--precision", "bf16", "--device", "cpu"]), second_rank)
+    assert quiet.precision == "bf16" and capsys.readouterr().err == ""  # only rank 0 speaks
 
 
 def test_metrics_without_weights_keeps_swd_names_the_flag_and_the_real_file(runs, tmp_path, capsys, monkeypatch):

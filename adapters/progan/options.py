@@ -20,7 +20,7 @@ from progrow.metrics import METRICS
 from progrow.metrics.inception import check_weights_file
 
 from ..cli_help import HelpFormatter
-from ..devices import resolve_device
+from ..devices import cpu_bf16_is_fast, resolve_device
 from .data_source import DataSource, inspect_data
 from .distributed import DistInfo
 from .presets import PRESETS, ProGANPreset, get_preset
@@ -97,7 +97,9 @@ def build_parser(prog: str = "python -m progrow.adapters.progan.train") -> argpa
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast precision; auto = bf16 on CUDA, fp32 on CPU; fp16 uses a GradScaler",
+        help="autocast precision; auto = bf16 on CUDA, fp32 on CPU; fp16 uses a GradScaler. On a CPU with AMX tiles "
+        "(Intel Sapphire Rapids and later) bf16 trains faster than fp32 (benchmarks/cpu_step.py --bf16); on other CPUs "
+        "it is slower, and fp16 is slower on every CPU",
     )
     p.add_argument(
         "--channels-last",
@@ -430,15 +432,17 @@ def _device(spec: str | None, dist: DistInfo) -> torch.device:
 
 
 def _precision(spec: Literal["auto"] | Precision, device: torch.device, dist: DistInfo) -> Precision:
-    """`--precision`, with auto = bf16 on CUDA and fp32 elsewhere; warns of reduced precision on a CPU."""
+    """`--precision`, with auto = bf16 on CUDA and fp32 elsewhere; warns of half precision on a CPU where it is slow."""
     if spec == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
-    if device.type == "cpu" and spec in ("bf16", "fp16") and dist.is_main:
-        print(
-            f"warning: --precision {spec} on a CPU is much slower than fp32 there (about 6× measured); it is meant for GPUs",
-            file=sys.stderr,
-            flush=True,
-        )
+    if device.type == "cpu" and dist.is_main:
+        if spec == "fp16":
+            slow = "much slower than fp32 there (about 30× measured: no CPU kernels run fp16 fast)"
+        elif spec == "bf16" and not cpu_bf16_is_fast():
+            slow = "slower than fp32 on a CPU without AMX tiles, as this one (about 0.85× with bf16 instructions, 0.1× without)"
+        else:
+            return spec  # bf16 on a CPU with AMX tiles: faster than fp32 (benchmarks/cpu_step.py --bf16)
+        print(f"warning: --precision {spec} on a CPU is {slow}; it is meant for GPUs", file=sys.stderr, flush=True)
     return spec
 
 
