@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py                      # 32², both datasets, the default budget
     python benchmarks/quality.py --resolution 64      # the 64² variant (cpu-demo-64 preset, larger budget)
+    python benchmarks/quality.py --seed 0,1,2         # three seeds each: verdicts on the means, every seed's beside
     python benchmarks/quality.py --quick              # smoke mode: seconds, meaningless numbers
 
 Variants, each trained for the same CPU time (user + system seconds of the training process, measured
@@ -48,6 +49,7 @@ import numpy as np
 import torch
 from _quality_data import prepare_data, real_halves, real_images
 from _quality_eval import EVAL_FRACTIONS, GROWING, border_step, level_swds, train_variant
+from _quality_seeds import annotate, mean_result, parse_seeds, work_name
 from _quality_trainers import apply_overrides
 from _timing import cpu_model
 from torch import Tensor
@@ -126,7 +128,16 @@ def stable_means(trace: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def verdicts(dataset: str, results: dict[str, dict[str, Any]], floor: float) -> list[str]:
     """The printed verdict lines for one dataset."""
     final = {v: r["points"][-1]["swd"] for v, r in results.items()}
-    lines = [f"{dataset}: final SWD (floor {floor:.1f}): " + ", ".join(f"{v} {s:.1f}" for v, s in final.items())]
+    seeds = next((len(r["final_swds"]) for r in results.values() if "final_swds" in r), 1)
+    lines = [
+        f"{dataset}: final SWD (floor {floor:.1f})"
+        + (f", means over {seeds} seeds (min–max)" if seeds > 1 else "")
+        + ": "
+        + ", ".join(
+            f"{v} {s:.1f}" + (f" ({min(r['final_swds']):.1f}–{max(r['final_swds']):.1f})" if "final_swds" in r else "")
+            for (v, s), r in zip(final.items(), results.values(), strict=True)
+        )
+    ]
 
     def check(ok: bool, text: str) -> None:
         lines.append(f"  [{'PASS' if ok else 'FAIL'}] {text}")
@@ -188,15 +199,28 @@ def _pyplot() -> Any:
     return plt
 
 
-def write_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict[str, float], path: Path) -> bool:
-    """SWD against CPU-seconds, one panel per dataset, the floor dashed; False without matplotlib."""
+def write_plot(
+    results: dict[str, dict[str, dict[str, Any]]],
+    floors: dict[str, float],
+    path: Path,
+    *,
+    per_seed: Sequence[dict[str, dict[str, dict[str, Any]]]] = (),
+) -> bool:
+    """SWD against CPU-seconds, one panel per dataset, the floor dashed; False without matplotlib.
+
+    With `per_seed` (every seed's results), `results` are their means and each seed's curve is drawn thin.
+    """
     plt = _pyplot()
     if plt is None:
         return False
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, (dataset, by_variant) in zip(axes[0], results.items(), strict=False):
         for variant, r in by_variant.items():
-            ax.plot([p["cpu_s"] for p in r["points"]], [p["swd"] for p in r["points"]], marker="o", ms=3, label=variant)
+            label = f"{variant} (mean of {len(per_seed)} seeds)" if per_seed else variant
+            (line,) = ax.plot([p["cpu_s"] for p in r["points"]], [p["swd"] for p in r["points"]], marker="o", ms=3, label=label)
+            for seed_results in per_seed:
+                pts = seed_results[dataset][variant]["points"]
+                ax.plot([p["cpu_s"] for p in pts], [p["swd"] for p in pts], lw=0.7, alpha=0.45, color=line.get_color())
         ax.axhline(floors[dataset], color="grey", ls="--", lw=1, label="real vs real")
         ax.set(title=dataset, xlabel="training CPU-seconds", ylabel="SWD ×10³ (lower is better)", yscale="log")
         ax.grid(alpha=0.3)
@@ -240,7 +264,8 @@ def write_level_plot(results: dict[str, dict[str, dict[str, Any]]], floors: dict
         ax.legend(fontsize=8, title="level", ncols=len(levels))
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle("SWD of every pyramid level along training (shaded: fades; dashed: stage ends; dotted: real vs real)")
+    title = "SWD of every pyramid level along training", "(shaded: fades; dashed: stage ends; dotted: real vs real)"
+    fig.suptitle(("\n" if cols == 1 else " ").join(title))  # one line is wider than one panel
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -297,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=10_000, help="images per dataset (default: 10000)")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at once, each in its own process (0: in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per variant (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every variant (default: 0)")
+    p.add_argument(
+        "--seed",
+        default="0",
+        help="seed of every variant; several, comma-separated (0,1,2), train each variant once per seed and judge "
+        "the verdicts on the means over the seeds, each seed's own outcome beside them (default: 0)",
+    )
     p.add_argument("--phase-kimg", type=float, default=None, help="override every phase length of the progressive variants")
     p.add_argument(
         "--set",
@@ -366,6 +396,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     bad = [d for d in datasets if d not in DATASETS] + [v for v in variants if v not in VARIANTS]
     if bad:
         _usage_error(f"unknown dataset or variant {', '.join(bad)}; datasets {DATASETS}, variants {VARIANTS}")
+    try:
+        seeds = parse_seeds(args.seed)
+    except ValueError as exc:
+        _usage_error(f"--seed: {exc}")
     res, preset = args.resolution, PRESET_AT[args.resolution]
     overrides = parse_overrides(args.set, preset)
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET[res]
@@ -381,7 +415,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     machine = f"{cpu_model()} ({os.cpu_count()} CPUs)"  # SWD at a CPU-second budget depends on it: name it
     print(
         f"quality: {res}², {budget:.0f} training CPU-seconds per variant, {args.threads} thread(s) each, "
-        f"{samples} samples per SWD ({level_samples} per level at the stage ends); {machine}, load {os.getloadavg()[0]:.1f}",
+        f"{samples} samples per SWD ({level_samples} per level at the stage ends)"
+        + (f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else "")
+        + f"; {machine}, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -411,15 +447,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "samples": samples,
             "level_samples": level_samples,
             "threads": args.threads,
-            "seed": args.seed,
+            "seed": seed,
             "preset": preset,
             "overrides": overrides,
             "phase_kimg": phase_kimg,
             "inception_weights": args.inception_weights,
-            "work": str(out / d / v),
+            "work": str(out / d / work_name(v, seed)),
             "fractions": [0.5, 1.0] if args.quick else list(EVAL_FRACTIONS),
             "trace_kimg": trace_kimg if GROWING[v] else None,
         }
+        for seed in seeds
         for d in datasets
         for v in variants
     ]
@@ -435,11 +472,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(lambda s: run_worker(s, in_process=False, fresh=args.fresh), specs))
-    results: dict[str, dict[str, dict[str, Any]]] = {d: {} for d in datasets}
+    per_seed: dict[int, dict[str, dict[str, dict[str, Any]]]] = {s: {d: {} for d in datasets} for s in seeds}
     for spec, r in zip(specs, done, strict=False):
         samples_file = Path(spec["work"]) / "samples.npy"  # the 64 final images every variant saves
         r["border_step"] = border_step(torch.from_numpy(np.load(samples_file)))
-        results[spec["dataset"]][spec["variant"]] = r
+        per_seed[spec["seed"]][spec["dataset"]][spec["variant"]] = r
+    results = {d: {v: mean_result([per_seed[s][d][v] for s in seeds]) for v in variants} for d in datasets}
 
     print(
         f"\n{'dataset':<8} {'variant':<12} {'swd':>7} {'swd@' + str(res):>8} {'swd@16':>7} {'ms-ssim':>8} {'border':>7} "
@@ -463,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ]
         print("         levels at the end: " + "; ".join(finals))
         print("         levels real vs real: " + " ".join(f"{r}²={v:.1f}" for r, v in level_floors[d].items()))
+        if len(seeds) > 1:
+            print(f"         the rows above are means over the seeds {', '.join(map(str, seeds))}; final SWD per seed: ", end="")
+            print("; ".join(f"{v} " + " ".join(f"{s:.1f}" for s in r["final_swds"]) for v, r in results[d].items()))
         for v in ("progan", "dcgan-grown"):
             if v in results[d]:
                 ends = "; ".join(
@@ -470,15 +511,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     for e in results[d][v]["stage_ends"]
                 )
                 print(f"         {v} stage ends: {ends}")
-        report += verdicts(d, results[d], floors[d])
+        lines = verdicts(d, results[d], floors[d])
+        if len(seeds) > 1:
+            lines = annotate(lines, {s: verdicts(d, per_seed[s][d], floors[d]) for s in seeds})
+        report += lines
+        shown = [s for s in specs if s["dataset"] == d and s["seed"] == seeds[0]]  # the first seed's samples
         write_samples(
             d,
             reference_sets[d],
-            {v: np.load(Path(s["work"]) / "samples.npy") for s in specs if s["dataset"] == d for v in [s["variant"]]},
+            {s["variant"]: np.load(Path(s["work"]) / "samples.npy") for s in shown},
             out / f"samples-{d}.png",
         )
     print("\n" + "\n".join(report))
-    plotted = write_plot(results, floors, out / "swd.png")
+    plotted = write_plot(results, floors, out / "swd.png", per_seed=list(per_seed.values()) if len(seeds) > 1 else ())
     traced = write_level_plot(results, trace_floors, out / "levels.png")
     summary = {
         "resolution": res,
@@ -490,10 +535,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "level_floors": level_floors,
         "trace_floors": trace_floors,
         "real_border_step": real_borders,
+        "seeds": seeds,
         "results": results,
         "verdicts": report,
         "overrides": overrides,
     }
+    if len(seeds) > 1:
+        summary["per_seed"] = {str(s): r for s, r in per_seed.items()}
     (out / "quality.json").write_text(json.dumps(summary, indent=1))
     print(
         f"\nwrote {out / 'quality.json'}, {out}/samples-*.png"

@@ -15,6 +15,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _quality_data  # noqa: E402
 import _quality_eval  # noqa: E402
+import _quality_seeds  # noqa: E402
 import quality  # noqa: E402
 
 
@@ -238,3 +239,107 @@ def test_the_stage_ends_and_the_end_are_scored_with_the_level_samples_and_the_tr
     a, b = _quality_data.real_halves(128, 48)  # the quick mode's 128 images
     assert summary["level_floors"]["shapes"] == original(_quality_data.real_images(cache, 32, b), cache, a)
     assert summary["trace_floors"]["shapes"] != summary["level_floors"]["shapes"]
+
+
+def _seed_result(final_swd: float, ends: list[tuple[int, dict[str, float]]], *, cpu: float = 600.0) -> dict:
+    """A progan result of one seed: two points, the given stage ends (the last one the budget's end), a one-point trace."""
+    stage_ends = [
+        {"resolution": r, "cpu_s": cpu / 4 * (i + 1), "kimg": 10.0 * (i + 1), "levels": levels}
+        for i, (r, levels) in enumerate(ends)
+    ]
+    stage_ends[-1]["budget_end"] = True
+    return {
+        "variant": "progan",
+        "dataset": "shapes",
+        "points": [
+            {"cpu_s": cpu / 2, "kimg": 20.0, "resolution": 8, "alpha": 0.5, "swd": 2 * final_swd},
+            {"cpu_s": cpu, "kimg": 40.0, "resolution": 16, "alpha": 1.0, "swd": final_swd},
+        ],
+        "steps": 101,
+        "cpu_s": cpu,
+        "wall_s": 2 * cpu,
+        "final_resolution_reached": 16,
+        "final_alpha": 1.0,
+        "ms_ssim": 0.1,
+        "border_step": 1.0,
+        "final_levels": ends[-1][1],
+        "stage_ends": stage_ends,
+        "trace": [{"kimg": 8.0, "cpu_s": 50.0, "resolution": 4, "alpha": 1.0, "levels": {"4": final_swd}}],
+    }
+
+
+def test_the_mean_over_seeds_averages_every_score_curve_stage_end_and_trace():
+    a = _seed_result(40.0, [(4, {"4": 90.0}), (8, {"8": 36.0, "4": 46.0}), (16, {"16": 24.0, "8": 34.0, "4": 40.0})])
+    b = _seed_result(50.0, [(4, {"4": 110.0}), (8, {"8": 42.0, "4": 52.0}), (16, {"16": 21.0, "8": 37.0, "4": 43.0})])
+    b["points"][0].update(resolution=4, alpha=1.0)  # the second seed is behind at the first point
+    mean = _quality_seeds.mean_result([a, b])
+    assert mean["final_swds"] == [40.0, 50.0]
+    assert [p["swd"] for p in mean["points"]] == [90.0, 45.0]
+    assert (mean["points"][0]["resolution"], mean["points"][0]["alpha"]) == (4, 1.0)  # the least advanced seed's
+    assert [e["levels"] for e in mean["stage_ends"]] == [
+        {"4": 100.0},
+        {"8": 39.0, "4": 49.0},
+        {"16": 22.5, "8": 35.5, "4": 41.5},
+    ]
+    assert mean["stage_ends"][-1]["budget_end"] and "budget_end" not in mean["stage_ends"][0]
+    assert mean["trace"] == [{"kimg": 8.0, "cpu_s": 50.0, "resolution": 4, "alpha": 1.0, "levels": {"4": 45.0}}]
+    assert (mean["steps"], mean["ms_ssim"], mean["final_levels"]) == (101, 0.1, {"16": 22.5, "8": 35.5, "4": 41.5})
+    assert _quality_seeds.mean_result([a]) == a  # one seed: its result unchanged, no final_swds
+
+
+def test_the_verdicts_judge_the_means_and_name_each_seeds_own_outcome():
+    # seed 0 loses 8² at the 16² stage end (36.0 → 37.0); seed 1 gains 4.0 there; the mean gains
+    s0 = _seed_result(40.0, [(8, {"8": 36.0, "4": 46.0}), (16, {"16": 24.0, "8": 37.0, "4": 40.0})])
+    s1 = _seed_result(50.0, [(8, {"8": 42.0, "4": 52.0}), (16, {"16": 21.0, "8": 38.0, "4": 43.0})])
+    per_seed = {0: {"progan": s0}, 7: {"progan": s1}}
+    mean = {"progan": _quality_seeds.mean_result([s0, s1])}
+    lines = _quality_seeds.annotate(
+        quality.verdicts("shapes", mean, 12.0), {s: quality.verdicts("shapes", r, 12.0) for s, r in per_seed.items()}
+    )
+    assert lines[0] == "shapes: final SWD (floor 12.0), means over 2 seeds (min–max): progan 45.0 (40.0–50.0)"
+    assert lines[1] == (
+        "  [PASS] progan: no pyramid level worse at a stage end than at the previous one — per seed: 0 FAIL, 7 PASS"
+    )
+
+
+@pytest.mark.parametrize(("text", "seeds"), [("0", [0]), ("0,1,2", [0, 1, 2]), (" 3, 5", [3, 5])])
+def test_seeds_parse_from_a_comma_separated_list(text, seeds):
+    assert _quality_seeds.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1,1", "error: --seed: expected distinct integers ≥ 0, got '1,1'"),
+        ("0,-1", "error: --seed: expected distinct integers ≥ 0, got '0,-1'"),
+        ("0,,1", "error: --seed: expected one or more integers ≥ 0, comma-separated, got '0,,1'"),
+        ("a", "error: --seed: expected one or more integers ≥ 0, comma-separated, got 'a'"),
+    ],
+)
+def test_a_bad_seed_list_is_one_error_line_with_exit_2_before_any_work(tmp_path, capsys, text, message):
+    with pytest.raises(SystemExit) as exc:
+        quality.main(["--quick", "--out", str(tmp_path / "q"), "--seed", text])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert not (tmp_path / "q").exists()
+
+
+def test_quick_mode_with_two_seeds_trains_each_variant_per_seed_and_reports_their_means(tmp_path, capsys):
+    out = tmp_path / "q"
+    base = ["--quick", "--out", str(out), "--datasets", "shapes", "--variants", "progan"]
+    summary = quality.main([*base, "--seed", "0,4"])
+    assert sorted(p.name for p in (out / "shapes").iterdir()) == ["progan", "progan-seed4"]
+    assert json.loads((out / "shapes" / "progan-seed4" / "spec.json").read_text())["seed"] == 4
+    assert summary["seeds"] == [0, 4] and set(summary["per_seed"]) == {"0", "4"}
+    runs = [summary["per_seed"][s]["shapes"]["progan"] for s in ("0", "4")]
+    mean = summary["results"]["shapes"]["progan"]
+    assert mean["final_swds"] == [r["points"][-1]["swd"] for r in runs]
+    assert mean["points"][-1]["swd"] == round(sum(mean["final_swds"]) / 2, 3)
+    assert runs[0]["points"] != runs[1]["points"]  # the seeds trained different networks
+    (check,) = [line for line in summary["verdicts"] if line.lstrip().startswith("[")]  # the level verdict
+    assert check.split(" — per seed: ")[1] in {f"0 {a}, 4 {b}" for a in ("PASS", "FAIL") for b in ("PASS", "FAIL")}
+    assert json.loads((out / "quality.json").read_text())["per_seed"] == summary["per_seed"]
+    capsys.readouterr()
+    again = quality.main([*base, "--seed", "4"])  # one of them alone: reused, and reported as it is
+    assert capsys.readouterr().out.count("reused") == 1
+    assert again["results"]["shapes"] == summary["per_seed"]["4"]["shapes"] and "per_seed" not in again
